@@ -1,0 +1,35 @@
+//! The command line: one file per subcommand.
+
+mod check;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+pub use check::run_check;
+pub use serve::run_serve;
+
+/// A policy-as-code authorization sidecar for Cedar.
+#[derive(Debug, Parser)]
+#[command(name = "cedar-sidecar", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve authorization decisions over HTTP.
+    Serve(serve::ServeCommand),
+    /// Parse and strictly validate policies, schema and entities.
+    Check(check::CheckCommand),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Serve(args) => run_serve(args),
+        Command::Check(args) => run_check(&args),
+    }
+}

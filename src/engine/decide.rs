@@ -1,0 +1,219 @@
+//! One decision: validate the request against the schema, slice the entity
+//! store, ask Cedar, then apply our fail-closed rules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cedar_policy::{Context, Decision as CedarDecision, Entities, EntityUid, Request};
+
+use super::PolicyPack;
+use crate::diagnostics::one_line;
+use crate::entities::{parse_entities_json, EntityMap, Slicer, StoredEntity};
+
+/// A decision request in Cedar terms (uids already parsed).
+#[derive(Debug, Clone)]
+pub struct DecisionRequest {
+    /// Who is asking.
+    pub principal: EntityUid,
+    /// What they want to do.
+    pub action: EntityUid,
+    /// On what.
+    pub resource: EntityUid,
+    /// The context record as JSON (`null` or absent means empty).
+    pub context: Option<serde_json::Value>,
+    /// Entities for this request only; they override stored ones.
+    pub entities: Vec<serde_json::Value>,
+}
+
+/// Allow or Deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Verdict {
+    /// At least one permit applied, no forbid applied, nothing failed closed.
+    Allow,
+    /// Anything else.
+    Deny,
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allow or Deny.
+    pub verdict: Verdict,
+    /// Ids of the policies that determined the decision.
+    pub reasons: Vec<String>,
+    /// Evaluation errors and fail-closed explanations.
+    pub errors: Vec<String>,
+}
+
+/// A request the schema (or Cedar's formats) rejects; a client error.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// The request does not fit the schema: unknown action, wrong principal
+    /// or resource type for the action, context of the wrong shape.
+    #[error("{0}")]
+    SchemaViolation(String),
+    /// An entity supplied with the request is malformed or breaks the schema.
+    #[error("{0}")]
+    InvalidEntity(String),
+}
+
+/// Decides `request` against one snapshot of policies and entities.
+pub fn decide(
+    pack: &PolicyPack,
+    store: &EntityMap,
+    request: &DecisionRequest,
+) -> Result<Decision, RequestError> {
+    let started = Instant::now();
+    if !pack.actions.contains_key(&request.action) {
+        return Err(RequestError::SchemaViolation(format!(
+            "unknown action `{}`: the schema does not declare it",
+            request.action
+        )));
+    }
+    let context_json = request
+        .context
+        .clone()
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let context =
+        Context::from_json_value(context_json.clone(), Some((&pack.schema, &request.action)))
+            .map_err(|e| {
+                RequestError::SchemaViolation(format!(
+                    "context does not match the schema: {}",
+                    one_line(&e)
+                ))
+            })?;
+    let cedar_request = Request::new(
+        request.principal.clone(),
+        request.action.clone(),
+        request.resource.clone(),
+        context.clone(),
+        Some(&pack.schema),
+    )
+    .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
+
+    let overlay: HashMap<EntityUid, Arc<StoredEntity>> =
+        parse_entities_json(request.entities.clone(), &pack.schema)
+            .map_err(|e| RequestError::InvalidEntity(e.to_string()))?
+            .into_iter()
+            .map(|e| (e.uid(), Arc::new(e)))
+            .collect();
+    let slicer = Slicer {
+        overlay: &overlay,
+        actions: &pack.actions,
+        store,
+    };
+
+    let decision = decide_sliced(
+        pack,
+        &slicer,
+        &cedar_request,
+        request,
+        &context,
+        &context_json,
+    );
+    tracing::debug!(
+        principal = %request.principal,
+        action = %request.action,
+        resource = %request.resource,
+        decision = ?decision.verdict,
+        reasons = ?decision.reasons,
+        micros = started.elapsed().as_micros() as u64,
+        "decision"
+    );
+    Ok(decision)
+}
+
+fn decide_sliced(
+    pack: &PolicyPack,
+    slicer: &Slicer<'_>,
+    cedar_request: &Request,
+    request: &DecisionRequest,
+    context: &Context,
+    context_json: &serde_json::Value,
+) -> Decision {
+    // Fail closed on unknown principals and resources: a policy without
+    // conditions must not hand rights to an id nobody has created.
+    let mut unknown = Vec::new();
+    for (role, uid) in [
+        ("principal", &request.principal),
+        ("resource", &request.resource),
+    ] {
+        if slicer.get(uid).is_none() {
+            unknown.push(format!("{role} `{uid}` is not a known entity; denying"));
+        }
+    }
+    if !unknown.is_empty() {
+        return deny(unknown);
+    }
+
+    let mut roots = vec![
+        request.principal.clone(),
+        request.action.clone(),
+        request.resource.clone(),
+    ];
+    roots.extend(context_entity_refs(context, context_json));
+    roots.extend(pack.literal_roots.iter().cloned());
+    let entities = match Entities::from_entities(slicer.slice(&roots, pack.slice_limits), None) {
+        Ok(entities) => entities,
+        Err(error) => {
+            return deny(vec![format!(
+                "entity data is inconsistent: {}",
+                one_line(&error)
+            )])
+        }
+    };
+
+    let response = pack
+        .authorizer
+        .is_authorized(cedar_request, &pack.files.set, &entities);
+    let mut errors: Vec<String> = Vec::new();
+    let mut forbid_failed = false;
+    for error in response.diagnostics().errors() {
+        let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
+        if pack.forbids.contains(e.policy_id()) {
+            forbid_failed = true;
+        }
+        errors.push(one_line(error));
+    }
+    if forbid_failed {
+        errors.push("a forbid policy failed to evaluate; denying (fail closed)".to_string());
+        return deny(errors);
+    }
+    let verdict = match response.decision() {
+        CedarDecision::Allow => Verdict::Allow,
+        CedarDecision::Deny => Verdict::Deny,
+    };
+    let mut reasons: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    reasons.sort();
+    Decision {
+        verdict,
+        reasons,
+        errors,
+    }
+}
+
+fn deny(errors: Vec<String>) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        reasons: Vec::new(),
+        errors,
+    }
+}
+
+/// Entities named (outside sets) by the context's values.
+fn context_entity_refs(context: &Context, context_json: &serde_json::Value) -> Vec<EntityUid> {
+    let mut refs = Vec::new();
+    if let Some(fields) = context_json.as_object() {
+        for key in fields.keys() {
+            if let Some(value) = context.get(key) {
+                crate::entities::collect_refs(&value, &mut refs);
+            }
+        }
+    }
+    refs
+}

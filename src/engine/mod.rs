@@ -1,0 +1,15 @@
+//! Pure Cedar: loading and validating policies and schema, building requests
+//! and deciding them. No I/O happens here except reading the files a loader
+//! is pointed at; nothing here touches the network.
+
+mod decide;
+mod pack;
+mod policies;
+mod schema;
+
+pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
+pub use pack::{PackSources, PolicyPack};
+pub use policies::{
+    deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,
+};
+pub use schema::{load_schema, parse_schema_text};

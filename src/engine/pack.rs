@@ -1,0 +1,111 @@
+//! A validated policy pack: policies + schema + what decisions derive from
+//! them, built once per load and shared read-only by every request.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cedar_policy::{Authorizer, Effect, EntityUid, PolicyId, Schema};
+
+use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
+use super::schema::load_schema;
+use crate::diagnostics::Problems;
+use crate::entities::{SliceLimits, StoredEntity};
+
+/// The highest dereference level we try before following every reference.
+const MAX_SLICE_DEPTH: u32 = 8;
+
+/// Where a pack is loaded from.
+#[derive(Debug, Clone)]
+pub struct PackSources {
+    /// Folder searched recursively for `*.cedar`.
+    pub policies: PathBuf,
+    /// A schema file or a folder of fragments.
+    pub schema: PathBuf,
+}
+
+/// Everything a decision needs besides entity data.
+pub struct PolicyPack {
+    /// The parsed policies with their ids and files.
+    pub files: PolicyFiles,
+    /// The schema the policies were validated against (strict mode).
+    pub schema: Schema,
+    /// Action entities from the schema, with action groups as parents.
+    pub actions: HashMap<EntityUid, Arc<StoredEntity>>,
+    /// How far a request's slice follows attribute references.
+    pub slice_limits: SliceLimits,
+    /// Entities named literally in policies; slice roots only when the
+    /// policies can dereference them (no bounded level validated).
+    pub literal_roots: Vec<EntityUid>,
+    /// Forbid policies: an error in one of these denies (fail closed).
+    pub forbids: HashSet<PolicyId>,
+    /// Cedar's authorizer (stateless, kept to avoid re-creating it).
+    pub authorizer: Authorizer,
+}
+
+impl PolicyPack {
+    /// Loads, parses and strictly validates a pack from disk.
+    pub fn load(sources: &PackSources) -> Result<Self, Problems> {
+        let (files, mut problems) = load_policy_dir(&sources.policies);
+        let schema = match load_schema(&sources.schema) {
+            Ok(schema) => schema,
+            Err(schema_problems) => {
+                problems.0.extend(schema_problems.0);
+                return Err(problems);
+            }
+        };
+        if !problems.is_empty() {
+            // Report validation errors of the files that did parse, too.
+            if let Err(invalid) = validate_policies(&files, &schema) {
+                problems.0.extend(invalid.0);
+            }
+            return Err(problems);
+        }
+        Self::build(files, schema)
+    }
+
+    /// Validates parsed policies against a schema and derives the rest.
+    pub fn build(files: PolicyFiles, schema: Schema) -> Result<Self, Problems> {
+        validate_policies(&files, &schema)?;
+        let actions = schema
+            .action_entities()
+            .map_err(|error| {
+                Problems(vec![crate::diagnostics::Problem::new(
+                    "schema", None, error,
+                )])
+            })?
+            .iter()
+            .map(|entity| (entity.uid(), Arc::new(StoredEntity::new(entity.clone()))))
+            .collect();
+        let slice_limits = SliceLimits {
+            depth: deref_level(&files, &schema, MAX_SLICE_DEPTH),
+        };
+        let literal_roots = if slice_limits.depth.is_none() {
+            let mut roots: Vec<EntityUid> = files
+                .set
+                .policies()
+                .flat_map(|p| p.entity_literals())
+                .collect();
+            roots.sort_by_cached_key(ToString::to_string);
+            roots.dedup();
+            roots
+        } else {
+            Vec::new()
+        };
+        let forbids = files
+            .info
+            .iter()
+            .filter(|info| info.effect == Effect::Forbid && !info.is_template)
+            .map(|info| PolicyId::new(&info.id))
+            .collect();
+        Ok(Self {
+            files,
+            schema,
+            actions,
+            slice_limits,
+            literal_roots,
+            forbids,
+            authorizer: Authorizer::new(),
+        })
+    }
+}

@@ -1,0 +1,124 @@
+//! Loading the Cedar schema from one file or a folder of fragments.
+//!
+//! Human syntax (`*.cedarschema`) and JSON (`*.cedarschema.json`) fragments
+//! may be mixed; they are combined into one [`Schema`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cedar_policy::{Schema, SchemaFragment};
+
+use crate::diagnostics::{offset_of, Problem, Problems};
+
+/// Reads and combines every schema fragment at `path` (a file or a folder).
+pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
+    let mut problems = Problems::default();
+    let files = match schema_files(path) {
+        Ok(files) => files,
+        Err(problem) => {
+            problems.push(problem);
+            return Err(problems);
+        }
+    };
+    let mut fragments = Vec::new();
+    for file in &files {
+        let shown = file.display().to_string();
+        let text: Arc<str> = match std::fs::read_to_string(file) {
+            Ok(text) => text.into(),
+            Err(error) => {
+                problems.push(Problem::message(
+                    shown,
+                    format!("cannot read schema: {error}"),
+                ));
+                continue;
+            }
+        };
+        match parse_fragment(file, &text) {
+            Ok(fragment) => fragments.push(fragment),
+            Err(problem) => problems.push(
+                Problem {
+                    path: shown,
+                    ..problem
+                }
+                .with_source(text),
+            ),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match Schema::from_schema_fragments(fragments) {
+        Ok(schema) => Ok(schema),
+        Err(error) => {
+            problems.push(Problem::new(path.display().to_string(), None, error));
+            Err(problems)
+        }
+    }
+}
+
+/// Parses schema text as if it came from `path` (used by tests and `check`).
+pub fn parse_schema_text(path: &Path, text: &str) -> Result<Schema, Problems> {
+    let source: Arc<str> = text.into();
+    parse_fragment(path, text)
+        .and_then(|fragment| {
+            Schema::from_schema_fragments([fragment])
+                .map_err(|error| Problem::new(path.display().to_string(), None, error))
+        })
+        .map_err(|problem| Problems(vec![problem.with_source(source)]))
+}
+
+fn parse_fragment(path: &Path, text: &str) -> Result<SchemaFragment, Problem> {
+    let shown = path.display().to_string();
+    if is_json_schema(path) {
+        SchemaFragment::from_json_str(text).map_err(|error| json_problem(&shown, text, error))
+    } else {
+        SchemaFragment::from_cedarschema_str(text)
+            .map(|(fragment, _warnings)| fragment)
+            .map_err(|error| Problem::new(shown, None, error))
+    }
+}
+
+/// JSON schema errors rarely carry spans; point at serde's line when it has one.
+fn json_problem(path: &str, text: &str, error: cedar_policy::SchemaError) -> Problem {
+    let offset = serde_json::from_str::<serde_json::Value>(text)
+        .err()
+        .map(|e| offset_of(text, e.line(), e.column()));
+    let problem = Problem::new(path, None, error);
+    match offset {
+        Some(offset) => problem.at(text.into(), offset),
+        None => problem,
+    }
+}
+
+fn is_json_schema(path: &Path) -> bool {
+    path.to_string_lossy().ends_with(".cedarschema.json")
+        || path.extension().is_some_and(|e| e == "json")
+}
+
+fn schema_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let shown = path.display().to_string();
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Problem::message(&shown, format!("cannot read schema: {error}")))?;
+    if metadata.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(path)
+        .map_err(|error| Problem::message(&shown, format!("cannot list schema folder: {error}")))?;
+    for entry in entries.flatten() {
+        let file = entry.path();
+        let name = file.to_string_lossy();
+        if file.is_file() && (name.ends_with(".cedarschema") || name.ends_with(".cedarschema.json"))
+        {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Problem::message(
+            shown,
+            "no `*.cedarschema` or `*.cedarschema.json` file in this folder",
+        ));
+    }
+    Ok(files)
+}

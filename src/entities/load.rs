@@ -1,0 +1,133 @@
+//! Parsing entities in Cedar's JSON format (`uid`, `attrs`, `parents`,
+//! optional `tags`), checked against the schema before they are stored.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use cedar_policy::{Entity, Schema};
+use serde_json::value::RawValue;
+
+use super::StoredEntity;
+use crate::diagnostics::{offset_of, one_line, Problem, Problems};
+
+/// Why one entity was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EntityLoadError {
+    /// Not valid Cedar entity JSON, or does not conform to the schema.
+    #[error("invalid entity{}: {message}", uid.as_ref().map(|u| format!(" `{u}`")).unwrap_or_default())]
+    Invalid {
+        /// The uid, when it could be read.
+        uid: Option<String>,
+        /// Cedar's explanation.
+        message: String,
+    },
+    /// Action entities are defined by the schema, never by data.
+    #[error("entity `{0}` is an action: actions come from the schema, not from entity data")]
+    Action(String),
+}
+
+/// Parses and schema-checks one entity given as JSON.
+pub fn parse_entity(
+    value: serde_json::Value,
+    schema: &Schema,
+) -> Result<StoredEntity, EntityLoadError> {
+    let uid_text = value.get("uid").map(uid_display);
+    let entity =
+        Entity::from_json_value(value, Some(schema)).map_err(|error| EntityLoadError::Invalid {
+            uid: uid_text.clone(),
+            message: one_line(&error),
+        })?;
+    let uid = entity.uid();
+    if uid.type_name().basename() == "Action" {
+        return Err(EntityLoadError::Action(uid.to_string()));
+    }
+    Ok(StoredEntity::new(entity))
+}
+
+/// Parses a list of entities given as JSON values (for example with a request).
+pub fn parse_entities_json(
+    values: Vec<serde_json::Value>,
+    schema: &Schema,
+) -> Result<Vec<StoredEntity>, EntityLoadError> {
+    values
+        .into_iter()
+        .map(|v| parse_entity(v, schema))
+        .collect()
+}
+
+/// Reads an entities file: a JSON array of entities. Every problem is
+/// reported with the line and column of the entity it concerns.
+pub fn load_entities_file(path: &Path, schema: &Schema) -> Result<Vec<StoredEntity>, Problems> {
+    let shown = path.display().to_string();
+    let text: Arc<str> = std::fs::read_to_string(path)
+        .map_err(|error| {
+            Problems(vec![Problem::message(
+                &shown,
+                format!("cannot read entities file: {error}"),
+            )])
+        })?
+        .into();
+    parse_entities_text(&shown, &text, schema)
+}
+
+/// Parses entities file text (see [`load_entities_file`]).
+pub fn parse_entities_text(
+    shown: &str,
+    text: &Arc<str>,
+    schema: &Schema,
+) -> Result<Vec<StoredEntity>, Problems> {
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|error| {
+        let offset = offset_of(text, error.line(), error.column());
+        Problems(vec![Problem::message(
+            shown,
+            format!("entities file must be a JSON array of entities: {error}"),
+        )
+        .at(text.clone(), offset)])
+    })?;
+    let mut problems = Problems::default();
+    let mut entities = Vec::with_capacity(items.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (index, raw) in items.into_iter().enumerate() {
+        let offset = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+        let parsed = serde_json::from_str(raw.get())
+            .map_err(|e| EntityLoadError::Invalid {
+                uid: None,
+                message: e.to_string(),
+            })
+            .and_then(|value| parse_entity(value, schema));
+        match parsed {
+            Ok(entity) => {
+                let uid = entity.uid().to_string();
+                if let Some(first) = seen.insert(uid.clone(), index) {
+                    problems.push(
+                        Problem::message(
+                            shown,
+                            format!("duplicate entity `{uid}` (entries {first} and {index})"),
+                        )
+                        .at(text.clone(), offset),
+                    );
+                }
+                entities.push(entity);
+            }
+            Err(error) => problems.push(
+                Problem::message(shown, format!("entry {index}: {error}")).at(text.clone(), offset),
+            ),
+        }
+    }
+    if problems.is_empty() {
+        Ok(entities)
+    } else {
+        Err(problems)
+    }
+}
+
+fn uid_display(uid: &serde_json::Value) -> String {
+    match (
+        uid.get("type").and_then(|t| t.as_str()),
+        uid.get("id").and_then(|i| i.as_str()),
+    ) {
+        (Some(ty), Some(id)) => format!("{ty}::{}", serde_json::Value::String(id.to_string())),
+        _ => uid.to_string(),
+    }
+}

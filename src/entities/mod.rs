@@ -1,0 +1,18 @@
+//! The in-memory entity graph: entities by uid with their direct parents,
+//! persistent (copy-on-write) so that a snapshot costs one pointer copy and
+//! applying a change costs time proportional to the change, never to the
+//! store. Each decision gets a small slice of it ([`slice`]).
+//!
+//! Cedar's own `Entities` keeps a transitive closure that it recomputes on
+//! every change (seconds at a million entities); we keep only direct parents
+//! and walk them per request, which is a handful of hash look-ups.
+
+mod load;
+mod slice;
+mod store;
+mod stored;
+
+pub use load::{load_entities_file, parse_entities_json, EntityLoadError};
+pub use slice::{SliceLimits, Slicer};
+pub use store::{EntityChange, EntityMap};
+pub use stored::{collect_refs, StoredEntity};

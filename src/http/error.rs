@@ -1,0 +1,93 @@
+//! The one table from errors to HTTP responses: status + stable snake_case
+//! code + message, always as JSON `{"code","message"}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::engine::RequestError;
+
+/// Everything the API can answer with besides a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON.
+    #[error("request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// JSON of the wrong shape, or an unparsable entity uid.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request does not fit the schema.
+    #[error("{0}")]
+    RequestSchemaViolation(String),
+    /// An entity supplied with the request is invalid.
+    #[error("{0}")]
+    InvalidEntity(String),
+    /// More batch items than allowed.
+    #[error("a batch holds at most {max} requests; this one has {got}")]
+    BatchTooLarge {
+        /// The configured maximum.
+        max: usize,
+        /// What the client sent.
+        got: usize,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// No such route.
+    #[error("no route for `{0}`")]
+    NotFound(String),
+    /// The route exists but not for this method.
+    #[error("method `{method}` is not allowed on `{path}`")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// Policies or entities are not loaded yet: fail closed.
+    #[error("{0}")]
+    NotReady(String),
+}
+
+impl ApiError {
+    /// HTTP status and stable code for this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            Self::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            Self::RequestSchemaViolation(_) => {
+                (StatusCode::BAD_REQUEST, "request_schema_violation")
+            }
+            Self::InvalidEntity(_) => (StatusCode::BAD_REQUEST, "invalid_entity"),
+            Self::BatchTooLarge { .. } => (StatusCode::BAD_REQUEST, "batch_too_large"),
+            Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        }
+    }
+
+    /// The JSON body `{"code","message"}`.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        serde_json::json!({ "code": code, "message": self.to_string() })
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::SchemaViolation(m) => Self::RequestSchemaViolation(m),
+            RequestError::InvalidEntity(m) => Self::InvalidEntity(m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        // Bad input is the caller's business: logged at debug, never as an error.
+        tracing::debug!(error = %self, "request rejected");
+        let (status, _) = self.status_and_code();
+        (status, Json(self.body())).into_response()
+    }
+}

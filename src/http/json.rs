@@ -1,0 +1,42 @@
+//! A JSON body extractor that answers with *our* error bodies: malformed
+//! JSON is `invalid_json`, the wrong shape is `invalid_request`, and an
+//! oversized body is `payload_too_large`.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, AppState};
+
+/// The request body parsed as `T`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge(state.limits.max_body_bytes)
+                } else {
+                    ApiError::InvalidRequest(rejection.body_text())
+                }
+            })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Parses JSON text, telling syntax errors from shape errors.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    from_value(value)
+}
+
+/// Converts a JSON value into `T`, reporting shape errors as `invalid_request`.
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}

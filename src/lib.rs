@@ -1,0 +1,21 @@
+//! cedar-sidecar: answers "may this principal do this action on this
+//! resource?" from Cedar policies and an in-memory entity graph.
+//!
+//! The map of the crate:
+//! - [`engine`]: pure Cedar. Loads and strictly validates policies and schema
+//!   into a [`engine::PolicyPack`], and decides one request ([`engine::decide`]).
+//! - [`entities`]: the entity graph. A persistent map of entities by uid
+//!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
+//! - [`state`]: the current snapshot of pack + entities, swapped atomically.
+//! - [`http`]: the axum API; wire types and the error table live here only.
+//! - [`cli`]: one file per subcommand (`serve`, `check`).
+//! - [`config`]: typed settings from flags and environment.
+//! - [`diagnostics`]: problems in user files, rendered as file:line:column.
+
+pub mod cli;
+pub mod config;
+pub mod diagnostics;
+pub mod engine;
+pub mod entities;
+pub mod http;
+pub mod state;

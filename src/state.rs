@@ -1,0 +1,96 @@
+//! The current snapshot of policies + entities, swapped atomically.
+//!
+//! Readers take the whole snapshot with one atomic pointer load and never
+//! wait; writers serialize among themselves on a mutex, build the next
+//! snapshot beside the current one (the entity map is persistent, so this
+//! copies only what changed) and publish it with one atomic store.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwapOption;
+
+use crate::engine::PolicyPack;
+use crate::entities::{EntityChange, EntityMap};
+
+/// What one decision (or one batch) is made against.
+pub struct Snapshot {
+    /// Policies and schema, validated together.
+    pub pack: Arc<PolicyPack>,
+    /// Entity data at one revision.
+    pub entities: EntityMap,
+    /// When the policy pack was loaded.
+    pub pack_loaded_at: SystemTime,
+}
+
+/// Holder of the current snapshot; `None` until the first load completes.
+#[derive(Default)]
+pub struct SharedState {
+    current: ArcSwapOption<Snapshot>,
+    /// Serializes writers. A std mutex: it is never held across an await.
+    writer: Mutex<()>,
+}
+
+impl SharedState {
+    /// A state serving `snapshot` right away.
+    pub fn ready(snapshot: Snapshot) -> Self {
+        let state = Self::default();
+        state.current.store(Some(Arc::new(snapshot)));
+        state
+    }
+
+    /// The current snapshot, or `None` while not ready.
+    pub fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.current.load_full()
+    }
+
+    /// Publishes a first or replacement snapshot.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let _guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        self.current.store(Some(Arc::new(snapshot)));
+    }
+
+    /// Applies entity changes on top of the current snapshot. Returns false
+    /// (and changes nothing) when there is no snapshot yet.
+    pub fn apply_entity_changes(
+        &self,
+        changes: impl IntoIterator<Item = EntityChange>,
+        revision: u64,
+    ) -> bool {
+        let _guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let Some(current) = self.current.load_full() else {
+            return false;
+        };
+        let mut entities = current.entities.clone();
+        entities.apply(changes, revision);
+        self.current.store(Some(Arc::new(Snapshot {
+            pack: current.pack.clone(),
+            entities,
+            pack_loaded_at: current.pack_loaded_at,
+        })));
+        true
+    }
+
+    /// Replaces all entity data (a fresh snapshot from a source).
+    pub fn replace_entities(&self, entities: EntityMap) -> bool {
+        let _guard = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let Some(current) = self.current.load_full() else {
+            return false;
+        };
+        self.current.store(Some(Arc::new(Snapshot {
+            pack: current.pack.clone(),
+            entities,
+            pack_loaded_at: current.pack_loaded_at,
+        })));
+        true
+    }
+}
