@@ -191,6 +191,14 @@ pub fn offset_of(text: &str, line: usize, column: usize) -> usize {
 /// A diagnostic's message and help on one line, for JSON bodies and logs.
 pub fn one_line(error: &dyn Diagnostic) -> String {
     let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
     if let Some(help) = error.help() {
         text = format!("{text} ({help})");
     }

@@ -119,11 +119,11 @@ pub fn parse_policy_texts(
             let added = if is_template {
                 parsed
                     .template(policy.id)
-                    .map(|t| pack.set.add_template(t.new_id(PolicyId::new(&id))))
+                    .map(|t| pack.set.add_template(t.new_id(PolicyId::new(&id))).map_err(Box::new))
             } else {
                 parsed
                     .policy(policy.id)
-                    .map(|p| pack.set.add(p.new_id(PolicyId::new(&id))))
+                    .map(|p| pack.set.add(p.new_id(PolicyId::new(&id))).map_err(Box::new))
             };
             match added {
                 Some(Ok(())) => pack.info.push(PolicyInfo {
@@ -132,7 +132,7 @@ pub fn parse_policy_texts(
                     file: relative.clone(),
                     is_template,
                 }),
-                Some(Err(error)) => problems.push(Problem::new(&display, None, error)),
+                Some(Err(error)) => problems.push(Problem::new(&display, None, *error)),
                 None => problems.push(Problem::message(
                     &display,
                     format!("policy `{id}` vanished while loading"),

@@ -21,6 +21,7 @@ pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
         }
     };
     let mut fragments = Vec::new();
+    let mut texts: Vec<(String, Arc<str>)> = Vec::new();
     for file in &files {
         let shown = file.display().to_string();
         let text: Arc<str> = match std::fs::read_to_string(file) {
@@ -33,6 +34,7 @@ pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
                 continue;
             }
         };
+        texts.push((shown.clone(), text.clone()));
         match parse_fragment(file, &text) {
             Ok(fragment) => fragments.push(fragment),
             Err(problem) => problems.push(
@@ -50,9 +52,35 @@ pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
     match Schema::from_schema_fragments(fragments) {
         Ok(schema) => Ok(schema),
         Err(error) => {
-            problems.push(Problem::new(path.display().to_string(), None, error));
+            problems.push(locate_link_error(path, &texts, error));
             Err(problems)
         }
+    }
+}
+
+/// Errors found while combining fragments (an undeclared type, say) carry a
+/// span but not the file: pick the fragment whose text at that span is
+/// what the message talks about.
+fn locate_link_error(
+    path: &Path,
+    texts: &[(String, Arc<str>)],
+    error: cedar_policy::SchemaError,
+) -> Problem {
+    let message = crate::diagnostics::one_line(&error);
+    let span = miette::Diagnostic::labels(&error)
+        .and_then(|mut labels| labels.next())
+        .map(|label| (label.offset(), label.len()));
+    let owner = match (texts, span) {
+        ([only], _) => Some(only),
+        (_, Some((offset, len))) => texts.iter().find(|(_, text)| {
+            text.get(offset..offset + len)
+                .is_some_and(|snippet| !snippet.is_empty() && message.contains(snippet.trim()))
+        }),
+        _ => None,
+    };
+    match owner {
+        Some((shown, text)) => Problem::new(shown.clone(), Some(text.clone()), error),
+        None => Problem::new(path.display().to_string(), None, error),
     }
 }
 

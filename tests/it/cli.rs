@@ -1,0 +1,145 @@
+//! The `cedar-sidecar` binary: `check` exit codes and messages, and `serve`
+//! refusing a broken pack.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{fixture, repo};
+
+fn sidecar() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cedar-sidecar"))
+}
+
+fn check(policies: &Path, schema: &Path, entities: &Path) -> (i32, String, String) {
+    let output = sidecar()
+        .args(["check", "--policies"])
+        .arg(policies)
+        .arg("--schema")
+        .arg(schema)
+        .arg("--entities")
+        .arg(entities)
+        .env_remove("CEDAR_SIDECAR_POLICIES")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_passes_on_the_shipped_pack() {
+    let root = repo();
+    let (code, stdout, stderr) = check(
+        &root.join("policies"),
+        &root.join("schema"),
+        &root.join("demo/entities.json"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+}
+
+#[test]
+fn check_uses_defaults_and_environment() {
+    let root = repo();
+    let output = sidecar().arg("check").current_dir(&root).output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The environment variable is used when no flag is given...
+    let output = sidecar()
+        .arg("check")
+        .current_dir(&root)
+        .env("CEDAR_SIDECAR_POLICIES", "/nonexistent/policies")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/policies"));
+    // ...and a flag beats it.
+    let output = sidecar()
+        .args(["check", "--policies", "policies"])
+        .current_dir(&root)
+        .env("CEDAR_SIDECAR_POLICIES", "/nonexistent/policies")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+}
+
+/// Each broken fixture names the file, line and column of its problems.
+#[test]
+fn check_points_at_the_exact_location() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "syntax-error",
+            &["policies/bad.cedar:3:27:", "unexpected token"],
+        ),
+        (
+            "type-error",
+            &[
+                "policies/nested/typo.cedar:4:3:",
+                "attribute `ownr`",
+                "did you mean `owner`?",
+            ],
+        ),
+        (
+            "duplicate-id",
+            &["duplicate policy id `same`", "a.cedar", "b.cedar"],
+        ),
+        (
+            "bad-entities",
+            &["entities.json:3:3:", "entry 1", "`User::\"bob\"`"],
+        ),
+        ("bad-schema", &["schema.cedarschema:2:", "Strin"]),
+    ];
+    for (name, expected) in cases {
+        let dir = fixture(&format!("broken/{name}"));
+        let (code, _stdout, stderr) = check(
+            &dir.join("policies"),
+            &dir.join("schema.cedarschema"),
+            &dir.join("entities.json"),
+        );
+        assert_eq!(code, 1, "{name}: {stderr}");
+        for needle in *expected {
+            assert!(
+                stderr.contains(needle),
+                "{name}: `{needle}` not in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_reports_parse_and_validation_errors_together() {
+    let dir = fixture("broken/two-files");
+    let (code, _, stderr) = check(
+        &dir.join("policies"),
+        &dir.join("schema.cedarschema"),
+        &dir.join("entities.json"),
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("policies/parse.cedar:1:"), "{stderr}");
+    assert!(stderr.contains("policies/types.cedar:1:"), "{stderr}");
+    assert!(stderr.contains("2 problems found"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_invalid_pack() {
+    let dir = fixture("broken/type-error");
+    let output = sidecar()
+        .args(["serve", "--listen", "127.0.0.1:0", "--policies"])
+        .arg(dir.join("policies"))
+        .arg("--schema")
+        .arg(dir.join("schema.cedarschema"))
+        .arg("--entities")
+        .arg(dir.join("entities.json"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("typo.cedar:4:3:"), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+}

@@ -1,0 +1,153 @@
+//! Data-driven engine tests: every folder under `tests/fixtures/engine/`
+//! holds a pack, entities and `requests.json` with expected decisions.
+
+use cedar_sidecar::engine::{decide, DecisionRequest, Verdict};
+use cedar_sidecar::http::WireUid;
+use serde::Deserialize;
+
+use crate::support::{fixture, load_fixture};
+
+#[derive(Deserialize)]
+struct Case {
+    name: String,
+    principal: WireUid,
+    action: WireUid,
+    resource: WireUid,
+    #[serde(default)]
+    context: Option<serde_json::Value>,
+    #[serde(default)]
+    entities: Vec<serde_json::Value>,
+    decision: String,
+    reason: Vec<String>,
+    #[serde(default)]
+    errors: usize,
+}
+
+#[test]
+fn engine_fixtures_decide_as_expected() {
+    let root = fixture("engine");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 4, "fixtures missing under {}", root.display());
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for dir in dirs {
+        let snapshot = load_fixture(&dir);
+        let text = std::fs::read_to_string(dir.join("requests.json")).unwrap();
+        let cases: Vec<Case> = serde_json::from_str(&text).unwrap();
+        for case in cases {
+            count += 1;
+            let request = DecisionRequest {
+                principal: case.principal.to_uid("principal").unwrap(),
+                action: case.action.to_uid("action").unwrap(),
+                resource: case.resource.to_uid("resource").unwrap(),
+                context: case.context,
+                entities: case.entities,
+            };
+            let decision = decide(&snapshot.pack, &snapshot.entities, &request)
+                .unwrap_or_else(|e| panic!("{}: {}: rejected: {e}", dir.display(), case.name));
+            let verdict = match decision.verdict {
+                Verdict::Allow => "Allow",
+                Verdict::Deny => "Deny",
+            };
+            if verdict != case.decision
+                || decision.reasons != case.reason
+                || decision.errors.len() != case.errors
+            {
+                failures.push(format!(
+                    "{} / {}: expected {} {:?} with {} errors, got {verdict} {:?} with errors {:?}",
+                    dir.file_name().unwrap().to_string_lossy(),
+                    case.name,
+                    case.decision,
+                    case.reason,
+                    case.errors,
+                    decision.reasons,
+                    decision.errors
+                ));
+            }
+        }
+    }
+    assert!(count >= 20, "only {count} cases ran");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn schema_violations_are_request_errors_not_denies() {
+    let snapshot = load_fixture(&fixture("engine/basic"));
+    let base = DecisionRequest {
+        principal: r#"User::"alice""#.parse().unwrap(),
+        action: r#"Action::"view""#.parse().unwrap(),
+        resource: r#"Doc::"faq""#.parse().unwrap(),
+        context: None,
+        entities: Vec::new(),
+    };
+    let cases = [
+        (
+            DecisionRequest {
+                action: r#"Action::"delete""#.parse().unwrap(),
+                ..base.clone()
+            },
+            "unknown action",
+        ),
+        (
+            DecisionRequest {
+                principal: r#"Doc::"faq""#.parse().unwrap(),
+                ..base.clone()
+            },
+            "principal type",
+        ),
+        (
+            DecisionRequest {
+                context: Some(serde_json::json!({"unexpected": 1})),
+                ..base.clone()
+            },
+            "context",
+        ),
+        (
+            DecisionRequest {
+                entities: vec![
+                    serde_json::json!({"uid": {"type": "User", "id": "z"}, "attrs": {"active": "yes"}, "parents": []}),
+                ],
+                ..base.clone()
+            },
+            "attribute",
+        ),
+    ];
+    for (request, expected) in cases {
+        let error = decide(&snapshot.pack, &snapshot.entities, &request)
+            .expect_err("must be rejected")
+            .to_string();
+        assert!(
+            error.contains(expected),
+            "`{error}` should mention `{expected}`"
+        );
+    }
+}
+
+#[test]
+fn action_groups_from_the_schema_apply() {
+    // Forgetting the schema's action entities would turn this Allow into a Deny.
+    let snapshot = crate::support::shipped();
+    let request = DecisionRequest {
+        principal: r#"User::"ana""#.parse().unwrap(),
+        action: r#"Action::"CreateOrg""#.parse().unwrap(),
+        resource: r#"Platform::"thunk""#.parse().unwrap(),
+        context: None,
+        entities: Vec::new(),
+    };
+    let decision = decide(&snapshot.pack, &snapshot.entities, &request).unwrap();
+    assert_eq!(decision.verdict, Verdict::Allow, "{decision:?}");
+}
+
+#[test]
+fn slice_depth_is_the_validated_dereference_level() {
+    // The deep-hierarchy pack reads `resource.folder.org` (level 2).
+    let snapshot = load_fixture(&fixture("engine/deep-hierarchy"));
+    assert_eq!(snapshot.pack.slice_limits.depth, Some(2));
+    let snapshot = load_fixture(&fixture("engine/basic"));
+    assert_eq!(snapshot.pack.slice_limits.depth, Some(1));
+}

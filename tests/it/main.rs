@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod engine;
+mod http;
+mod slice_equivalence;
+mod support;
