@@ -1,13 +1,18 @@
-//! Where things are and how big they may be: typed settings from flags and
-//! `CEDAR_SIDECAR_*` environment variables (a flag beats its variable).
+//! One typed configuration for `serve`, from flags, `CEDAR_SIDECAR_*`
+//! environment variables and an optional TOML file: flag > environment >
+//! file > default. Parsed once at start; an invalid value fails start-up with
+//! a message naming the key. No I/O here besides reading the named files.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use crate::engine::PackSources;
 use crate::http::HttpLimits;
+use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
 
 /// The bundled policy folder, relative to the working directory.
 pub const DEFAULT_POLICIES: &str = "policies";
@@ -18,7 +23,7 @@ pub const DEFAULT_ENTITIES: &str = "demo/entities.json";
 /// Where `serve` listens by default (loopback: a sidecar talks to its pod).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8180";
 
-/// Policy pack and entity file locations (shared by `serve` and `check`).
+/// Policy pack and entity file locations (used by `check` as they are).
 #[derive(Debug, Clone, Args)]
 pub struct PackArgs {
     /// Folder of `*.cedar` policy files (searched recursively).
@@ -42,26 +47,344 @@ impl PackArgs {
     }
 }
 
-/// Settings of the HTTP server.
-#[derive(Debug, Clone, Args)]
-pub struct ServerArgs {
-    /// Address to listen on.
-    #[arg(long, env = "CEDAR_SIDECAR_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "CEDAR_SIDECAR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Most requests accepted in one batch.
-    #[arg(long, env = "CEDAR_SIDECAR_MAX_BATCH", default_value_t = 100)]
-    pub max_batch: usize,
+/// Application log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
 }
 
-impl ServerArgs {
-    /// Request size limits.
-    pub fn limits(&self) -> HttpLimits {
-        HttpLimits {
-            max_body_bytes: self.max_body_bytes,
-            max_batch: self.max_batch,
+/// `serve` flags. Every value is optional here so that "not given" can fall
+/// back to the config file, then to the default.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeFlags {
+    /// TOML configuration file (flags and environment override it).
+    #[arg(long, env = "CEDAR_SIDECAR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Folder of `*.cedar` policy files (searched recursively) [default: policies].
+    #[arg(long, env = "CEDAR_SIDECAR_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Schema file, or folder of schema fragments [default: schema].
+    #[arg(long, env = "CEDAR_SIDECAR_SCHEMA")]
+    pub schema: Option<PathBuf>,
+    /// Entities file [default: demo/entities.json].
+    #[arg(long, env = "CEDAR_SIDECAR_ENTITIES")]
+    pub entities: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8180].
+    #[arg(long, env = "CEDAR_SIDECAR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "CEDAR_SIDECAR_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most requests in one batch [default: 100].
+    #[arg(long, env = "CEDAR_SIDECAR_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// Requests handled at once; more are refused with 503 `overloaded` [default: 1024].
+    #[arg(long, env = "CEDAR_SIDECAR_MAX_CONCURRENCY")]
+    pub max_concurrency: Option<usize>,
+    /// Per-request timeout in milliseconds [default: 2000].
+    #[arg(long, env = "CEDAR_SIDECAR_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
+    #[arg(long, env = "CEDAR_SIDECAR_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// File holding the admin token (or set CEDAR_SIDECAR_ADMIN_TOKEN).
+    #[arg(long, env = "CEDAR_SIDECAR_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Application log format [default: human].
+    #[arg(long, env = "CEDAR_SIDECAR_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Watch policies, schema and the entities file and reload on change [default: true].
+    #[arg(long, env = "CEDAR_SIDECAR_WATCH")]
+    pub watch: Option<bool>,
+    /// Quiet time after the last file event before reloading, in ms [default: 250].
+    #[arg(long, env = "CEDAR_SIDECAR_WATCH_DEBOUNCE_MS")]
+    pub watch_debounce_ms: Option<u64>,
+    /// Decision log: `off`, `stdout` or a file path [default: off].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG")]
+    pub decision_log: Option<String>,
+    /// Which decisions to log [default: all].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_FILTER", value_enum)]
+    pub decision_log_filter: Option<DecisionLogFilter>,
+    /// Keep one allow in N (denies are always kept) [default: 1].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_SAMPLE_ALLOWS")]
+    pub decision_log_sample_allows: Option<u64>,
+    /// Context keys whose values are masked in the decision log (comma-separated).
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_MASK", value_delimiter = ',')]
+    pub decision_log_mask: Option<Vec<String>>,
+    /// Records buffered for the log writer before new ones are dropped [default: 8192].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_BUFFER")]
+    pub decision_log_buffer: Option<usize>,
+    /// Rotate the decision log file past this size in bytes [default: 104857600].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_MAX_BYTES")]
+    pub decision_log_max_bytes: Option<u64>,
+    /// Rotated decision log files kept [default: 5].
+    #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_MAX_FILES")]
+    pub decision_log_max_files: Option<usize>,
+}
+
+/// The configuration file; every key optional, unknown keys rejected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    policies: Option<PathBuf>,
+    schema: Option<PathBuf>,
+    entities: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    max_body_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    max_concurrency: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
+    admin_token_file: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    watch: Option<bool>,
+    watch_debounce_ms: Option<u64>,
+    #[serde(default)]
+    decision_log: DecisionLogFile,
+}
+
+/// The `[decision_log]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionLogFile {
+    sink: Option<String>,
+    filter: Option<DecisionLogFilter>,
+    sample_allows: Option<u64>,
+    mask: Option<Vec<String>>,
+    buffer: Option<usize>,
+    max_file_bytes: Option<u64>,
+    max_files: Option<usize>,
+}
+
+/// The effective `serve` configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServeConfig {
+    /// Policy folder.
+    pub policies: PathBuf,
+    /// Schema file or folder.
+    pub schema: PathBuf,
+    /// Entities file (the file entity source).
+    pub entities: PathBuf,
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Request size limits, timeout and concurrency.
+    #[serde(flatten)]
+    pub limits: HttpLimits,
+    /// Bound on draining in-flight requests at shutdown.
+    #[serde(with = "millis")]
+    pub shutdown_timeout: Duration,
+    /// The admin token, if configured (never printed).
+    #[serde(serialize_with = "redacted")]
+    pub admin_token: Option<String>,
+    /// Application log format.
+    pub log_format: LogFormat,
+    /// Watch files and reload.
+    pub watch: bool,
+    /// Debounce for file events.
+    #[serde(with = "millis")]
+    pub watch_debounce: Duration,
+    /// Decision log settings.
+    pub decision_log: DecisionLogConfig,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    #[error("invalid config file `{path}`: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The TOML error, which names the key and position.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: `{key}` {message}")]
+    Value {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl ServeConfig {
+    /// Merges flags (already merged with environment by clap) over the file
+    /// over defaults. `admin_token_env` is `CEDAR_SIDECAR_ADMIN_TOKEN`.
+    pub fn resolve(
+        flags: &ServeFlags,
+        admin_token_env: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => read_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let log = &file.decision_log;
+        let admin_token_file = flags.admin_token_file.clone().or(file.admin_token_file);
+        let admin_token = match (admin_token_env.filter(|t| !t.is_empty()), admin_token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(read_token_file(&path)?),
+            (None, None) => None,
+        };
+        let config = Self {
+            policies: pick(&flags.policies, file.policies, DEFAULT_POLICIES.into()),
+            schema: pick(&flags.schema, file.schema, DEFAULT_SCHEMA.into()),
+            entities: pick(&flags.entities, file.entities, DEFAULT_ENTITIES.into()),
+            listen: pick(
+                &flags.listen,
+                file.listen,
+                SocketAddr::from(([127, 0, 0, 1], 8180)),
+            ),
+            limits: HttpLimits {
+                max_body_bytes: pick(&flags.max_body_bytes, file.max_body_bytes, 1024 * 1024),
+                max_batch: pick(&flags.max_batch, file.max_batch, 100),
+                max_concurrency: pick(&flags.max_concurrency, file.max_concurrency, 1024),
+                request_timeout: Duration::from_millis(pick(
+                    &flags.request_timeout_ms,
+                    file.request_timeout_ms,
+                    2000,
+                )),
+            },
+            shutdown_timeout: Duration::from_millis(pick(
+                &flags.shutdown_timeout_ms,
+                file.shutdown_timeout_ms,
+                10_000,
+            )),
+            admin_token,
+            log_format: pick(&flags.log_format, file.log_format, LogFormat::Human),
+            watch: pick(&flags.watch, file.watch, true),
+            watch_debounce: Duration::from_millis(pick(
+                &flags.watch_debounce_ms,
+                file.watch_debounce_ms,
+                250,
+            )),
+            decision_log: DecisionLogConfig {
+                sink: pick(&flags.decision_log, log.sink.clone(), "off".into())
+                    .parse()
+                    .unwrap_or(DecisionLogSink::Off),
+                filter: pick(
+                    &flags.decision_log_filter,
+                    log.filter,
+                    DecisionLogFilter::All,
+                ),
+                sample_allows: pick(&flags.decision_log_sample_allows, log.sample_allows, 1),
+                mask_keys: pick(&flags.decision_log_mask, log.mask.clone(), Vec::new()),
+                buffer: pick(&flags.decision_log_buffer, log.buffer, 8192),
+                max_file_bytes: pick(
+                    &flags.decision_log_max_bytes,
+                    log.max_file_bytes,
+                    100 * 1024 * 1024,
+                ),
+                max_files: pick(&flags.decision_log_max_files, log.max_files, 5),
+            },
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = |key: &'static str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::Value {
+                    key,
+                    message: "must be greater than 0".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        positive("max_body_bytes", self.limits.max_body_bytes as u64)?;
+        positive("max_batch", self.limits.max_batch as u64)?;
+        positive("max_concurrency", self.limits.max_concurrency as u64)?;
+        positive(
+            "request_timeout_ms",
+            self.limits.request_timeout.as_millis() as u64,
+        )?;
+        positive(
+            "decision_log.sample_allows",
+            self.decision_log.sample_allows,
+        )?;
+        positive("decision_log.buffer", self.decision_log.buffer as u64)?;
+        positive(
+            "decision_log.max_file_bytes",
+            self.decision_log.max_file_bytes,
+        )?;
+        Ok(())
+    }
+
+    /// The policy and schema locations.
+    pub fn sources(&self) -> PackSources {
+        PackSources {
+            policies: self.policies.clone(),
+            schema: self.schema.clone(),
         }
+    }
+
+    /// The effective configuration as TOML-like text, secrets redacted.
+    pub fn to_display(&self) -> String {
+        match toml::to_string_pretty(self) {
+            Ok(text) => text,
+            Err(error) => format!("# cannot render configuration: {error}\n{self:#?}"),
+        }
+    }
+}
+
+fn pick<T: Clone>(flag: &Option<T>, file: Option<T>, default: T) -> T {
+    flag.clone().or(file).unwrap_or(default)
+}
+
+fn read_config_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|error| ConfigError::File {
+        path: path.to_path_buf(),
+        message: error.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+fn read_token_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let token = text.trim().to_string();
+    if token.is_empty() {
+        return Err(ConfigError::Value {
+            key: "admin_token_file",
+            message: format!("`{}` is empty", path.display()),
+        });
+    }
+    Ok(token)
+}
+
+fn redacted<S: serde::Serializer>(token: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match token {
+        Some(_) => s.serialize_str("[redacted]"),
+        None => s.serialize_str("(not set: admin endpoints disabled)"),
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 }

@@ -7,9 +7,11 @@
 //! - [`entities`]: the entity graph. A persistent map of entities by uid
 //!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
 //! - [`state`]: the current snapshot of pack + entities, swapped atomically.
+//! - [`reload`]: hot reload of policies, schema and the entities file.
+//! - [`telemetry`]: Prometheus metrics and the decision log.
 //! - [`http`]: the axum API; wire types and the error table live here only.
 //! - [`cli`]: one file per subcommand (`serve`, `check`).
-//! - [`config`]: typed settings from flags and environment.
+//! - [`config`]: typed settings from flags, environment and a TOML file.
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
 pub mod cli;
@@ -18,4 +20,6 @@ pub mod diagnostics;
 pub mod engine;
 pub mod entities;
 pub mod http;
+pub mod reload;
 pub mod state;
+pub mod telemetry;

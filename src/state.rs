@@ -77,6 +77,53 @@ impl SharedState {
         true
     }
 
+    /// Swaps in a new policy pack with the current entities, after
+    /// `check(new pack, current snapshot)` accepted them (for a changed
+    /// schema); on `Err` nothing changes. Runs under the writer lock, so the
+    /// entities checked are exactly the ones published with the pack.
+    pub fn replace_pack(
+        &self,
+        pack: Arc<PolicyPack>,
+        check: impl FnOnce(&PolicyPack, &Snapshot) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let _guard = self.lock_writer();
+        let Some(current) = self.current.load_full() else {
+            return Err("no snapshot loaded yet".to_string());
+        };
+        check(&pack, &current)?;
+        self.current.store(Some(Arc::new(Snapshot {
+            pack,
+            entities: current.entities.clone(),
+            pack_loaded_at: SystemTime::now(),
+        })));
+        Ok(())
+    }
+
+    /// Replaces all entity data, which was checked against the schema with
+    /// `schema_version`. If the pack changed schema meanwhile nothing is
+    /// replaced and `false` is returned, so the caller checks again.
+    pub fn replace_entities_checked(&self, entities: EntityMap, schema_version: &str) -> bool {
+        let _guard = self.lock_writer();
+        let Some(current) = self.current.load_full() else {
+            return false;
+        };
+        if current.pack.schema_version != schema_version {
+            return false;
+        }
+        self.current.store(Some(Arc::new(Snapshot {
+            pack: current.pack.clone(),
+            entities,
+            pack_loaded_at: current.pack_loaded_at,
+        })));
+        true
+    }
+
+    fn lock_writer(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
     /// Replaces all entity data (a fresh snapshot from a source).
     pub fn replace_entities(&self, entities: EntityMap) -> bool {
         let _guard = self

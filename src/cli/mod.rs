@@ -6,7 +6,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 
 pub use check::run_check;
-pub use serve::run_serve;
+pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 
 /// A policy-as-code authorization sidecar for Cedar.
 #[derive(Debug, Parser)]
@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve authorization decisions over HTTP.
-    Serve(serve::ServeCommand),
+    Serve(Box<serve::ServeCommand>),
     /// Parse and strictly validate policies, schema and entities.
     Check(check::CheckCommand),
 }
@@ -29,7 +29,10 @@ pub enum Command {
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Serve(args) => run_serve(args),
-        Command::Check(args) => run_check(&args),
+        Command::Serve(args) => run_serve(*args),
+        Command::Check(args) => {
+            serve::init_logging(crate::config::LogFormat::Human);
+            run_check(&args)
+        }
     }
 }

@@ -1,28 +1,43 @@
-//! `cedar-sidecar serve`: load, validate, then answer decisions over HTTP.
+//! `cedar-sidecar serve`: load, validate, then answer decisions over HTTP;
+//! reload on file changes and SIGHUP; drain and flush on SIGTERM/SIGINT.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::Args;
 
-use crate::config::{PackArgs, ServerArgs};
+use crate::config::{LogFormat, ServeConfig, ServeFlags};
 use crate::engine::PolicyPack;
 use crate::entities::{load_entities_file, EntityMap};
-use crate::http::{router, AppState};
+use crate::http::{router, AdminToken, AppState};
+use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
+use crate::telemetry::{DecisionLog, Metrics};
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeCommand {
     #[command(flatten)]
-    pack: PackArgs,
-    #[command(flatten)]
-    server: ServerArgs,
+    flags: ServeFlags,
 }
 
-/// Runs the server until interrupted; returns the exit code.
+/// Runs the server until SIGTERM/SIGINT; returns the exit code.
 pub fn run_serve(args: ServeCommand) -> i32 {
-    let snapshot = match load_snapshot(&args.pack) {
+    let admin_token_env = std::env::var("CEDAR_SIDECAR_ADMIN_TOKEN").ok();
+    let config = match ServeConfig::resolve(&args.flags, admin_token_env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return 2;
+        }
+    };
+    if args.flags.print_config {
+        print!("{}", config.to_display());
+        return 0;
+    }
+    init_logging(config.log_format);
+    let snapshot = match load_snapshot(&config) {
         Ok(snapshot) => snapshot,
         Err(report) => {
             eprint!("{report}");
@@ -40,11 +55,7 @@ pub fn run_serve(args: ServeCommand) -> i32 {
             return 1;
         }
     };
-    let state = AppState {
-        shared: Arc::new(SharedState::ready(snapshot)),
-        limits: args.server.limits(),
-    };
-    match runtime.block_on(serve(state, args.server.listen)) {
+    match runtime.block_on(serve(config, snapshot)) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");
@@ -54,13 +65,14 @@ pub fn run_serve(args: ServeCommand) -> i32 {
 }
 
 /// Loads policies, schema and the entities file into a first snapshot.
-pub fn load_snapshot(pack_args: &PackArgs) -> Result<Snapshot, String> {
-    let pack = PolicyPack::load(&pack_args.sources()).map_err(|p| p.render())?;
-    let entities = load_entities_file(&pack_args.entities, &pack.schema).map_err(|p| p.render())?;
+pub fn load_snapshot(config: &ServeConfig) -> Result<Snapshot, String> {
+    let pack = PolicyPack::load(&config.sources()).map_err(|p| p.render())?;
+    let entities = load_entities_file(&config.entities, &pack.schema).map_err(|p| p.render())?;
     tracing::info!(
         policies = pack.files.policy_count(),
         templates = pack.files.template_count(),
         entities = entities.len(),
+        version = %pack.version,
         slice_depth = ?pack.slice_limits.depth,
         "loaded policy pack and entities"
     );
@@ -71,12 +83,89 @@ pub fn load_snapshot(pack_args: &PackArgs) -> Result<Snapshot, String> {
     })
 }
 
-async fn serve(state: AppState, listen: std::net::SocketAddr) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+async fn serve(config: ServeConfig, snapshot: Snapshot) -> std::io::Result<()> {
+    let shared = Arc::new(SharedState::ready(snapshot));
+    let metrics = Arc::new(Metrics::default());
+    let decision_log = Arc::new(DecisionLog::start(
+        config.decision_log.clone(),
+        metrics.clone(),
+    )?);
+    let reloader = Arc::new(Reloader::new(
+        config.sources(),
+        Some(config.entities.clone()),
+        shared.clone(),
+        metrics.clone(),
+    ));
+    let _watcher = if config.watch {
+        match watch(reloader.clone(), config.watch_debounce) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch policy files; reload with SIGHUP or the admin API");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    spawn_sighup_reloader(reloader.clone());
+    let state = AppState {
+        shared,
+        limits: config.limits,
+        metrics,
+        decision_log: decision_log.clone(),
+        admin_token: config
+            .admin_token
+            .clone()
+            .map(|t| Arc::new(AdminToken::new(t))),
+        reloader: Some(reloader),
+        entity_source: Arc::from(format!("file:{}", config.entities.display())),
+        started_at: SystemTime::now(),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "serving decisions");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = drain_tx.send(());
+    });
+    let drain_bound = config.shutdown_timeout;
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            // Once shutdown starts, in-flight requests get `drain_bound` to finish.
+            if drain_rx.await.is_ok() {
+                tokio::time::sleep(drain_bound).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(bound_ms = drain_bound.as_millis() as u64, "in-flight requests did not finish in time");
+            Ok(())
+        }
+    };
+    decision_log.shutdown();
+    tracing::info!("stopped");
+    result
+}
+
+fn spawn_sighup_reloader(reloader: Arc<Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangups) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading policies, schema and entities");
+            let reloader = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || reloader.reload_all()).await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 async fn shutdown_signal() {
@@ -98,5 +187,18 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+}
+
+/// Application logs (not the decision log) on stderr, `RUST_LOG` filters.
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -39,6 +39,12 @@ pub struct PolicyPack {
     pub literal_roots: Vec<EntityUid>,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
+    /// Content hash of the policy files and schema files: names the loaded
+    /// set in responses, decision logs, metrics and status.
+    pub version: String,
+    /// Content hash of the schema files alone: when it changes, stored
+    /// entities must be re-checked before the pack may be used.
+    pub schema_version: String,
     /// Cedar's authorizer (stateless, kept to avoid re-creating it).
     pub authorizer: Authorizer,
 }
@@ -47,8 +53,8 @@ impl PolicyPack {
     /// Loads, parses and strictly validates a pack from disk.
     pub fn load(sources: &PackSources) -> Result<Self, Problems> {
         let (files, mut problems) = load_policy_dir(&sources.policies);
-        let schema = match load_schema(&sources.schema) {
-            Ok(schema) => schema,
+        let (schema, schema_texts) = match load_schema(&sources.schema) {
+            Ok(loaded) => loaded,
             Err(schema_problems) => {
                 problems.0.extend(schema_problems.0);
                 return Err(problems);
@@ -61,7 +67,16 @@ impl PolicyPack {
             }
             return Err(problems);
         }
-        Self::build(files, schema)
+        let mut pack = Self::build(files, schema)?;
+        pack.schema_version = content_hash(schema_texts.iter().map(|(n, t)| (n.as_str(), &**t)));
+        pack.version = content_hash(
+            pack.files
+                .sources
+                .iter()
+                .map(|(n, t)| (n.as_str(), &**t))
+                .chain(schema_texts.iter().map(|(n, t)| (n.as_str(), &**t))),
+        );
+        Ok(pack)
     }
 
     /// Validates parsed policies against a schema and derives the rest.
@@ -98,7 +113,10 @@ impl PolicyPack {
             .filter(|info| info.effect == Effect::Forbid && !info.is_template)
             .map(|info| PolicyId::new(&info.id))
             .collect();
+        let version = content_hash(files.sources.iter().map(|(n, t)| (n.as_str(), &**t)));
         Ok(Self {
+            version,
+            schema_version: String::new(),
             files,
             schema,
             actions,
@@ -108,4 +126,21 @@ impl PolicyPack {
             authorizer: Authorizer::new(),
         })
     }
+}
+
+/// `sha256:` + the first 16 hex digits of a hash over sorted (name, text) pairs.
+fn content_hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<(&str, &str)> = files.collect();
+    files.sort_unstable();
+    let mut hasher = Sha256::new();
+    for (name, text) in files {
+        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }

@@ -117,9 +117,11 @@ pub fn parse_policy_texts(
             }
             first_seen.insert(id.clone(), display.clone());
             let added = if is_template {
-                parsed
-                    .template(policy.id)
-                    .map(|t| pack.set.add_template(t.new_id(PolicyId::new(&id))).map_err(Box::new))
+                parsed.template(policy.id).map(|t| {
+                    pack.set
+                        .add_template(t.new_id(PolicyId::new(&id)))
+                        .map_err(Box::new)
+                })
             } else {
                 parsed
                     .policy(policy.id)

@@ -10,8 +10,11 @@ use cedar_policy::{Schema, SchemaFragment};
 
 use crate::diagnostics::{offset_of, Problem, Problems};
 
+/// A schema with the text of the files it came from (for the pack version).
+pub type LoadedSchema = (Schema, Vec<(String, Arc<str>)>);
+
 /// Reads and combines every schema fragment at `path` (a file or a folder).
-pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
+pub fn load_schema(path: &Path) -> Result<LoadedSchema, Problems> {
     let mut problems = Problems::default();
     let files = match schema_files(path) {
         Ok(files) => files,
@@ -50,7 +53,7 @@ pub fn load_schema(path: &Path) -> Result<Schema, Problems> {
         return Err(problems);
     }
     match Schema::from_schema_fragments(fragments) {
-        Ok(schema) => Ok(schema),
+        Ok(schema) => Ok((schema, texts)),
         Err(error) => {
             problems.push(locate_link_error(path, &texts, error));
             Err(problems)

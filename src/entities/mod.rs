@@ -12,7 +12,10 @@ mod slice;
 mod store;
 mod stored;
 
-pub use load::{load_entities_file, parse_entities_json, EntityLoadError};
+pub use load::{
+    load_entities_file, parse_entities_json, parse_entities_text, parse_entity, recheck_entities,
+    EntityLoadError,
+};
 pub use slice::{SliceLimits, Slicer};
 pub use store::{EntityChange, EntityMap};
 pub use stored::{collect_refs, StoredEntity};

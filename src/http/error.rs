@@ -47,6 +47,26 @@ pub enum ApiError {
     /// Policies or entities are not loaded yet: fail closed.
     #[error("{0}")]
     NotReady(String),
+    /// Too many requests in flight.
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
+    /// The request took longer than the configured timeout.
+    #[error("the request took longer than the configured timeout")]
+    Timeout,
+    /// Missing or wrong admin token.
+    #[error("a valid admin token is required (`Authorization: Bearer <token>`)")]
+    Unauthorized,
+    /// Admin endpoints are off because no token is configured.
+    #[error(
+        "admin endpoints are disabled: configure CEDAR_SIDECAR_ADMIN_TOKEN or --admin-token-file"
+    )]
+    AdminDisabled,
+    /// A reload was refused; the last good set keeps serving.
+    #[error("{0}")]
+    ReloadFailed(String),
+    /// A bug or an environment failure; details are logged, not echoed.
+    #[error("internal error")]
+    Internal,
 }
 
 impl ApiError {
@@ -64,6 +84,12 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
+            Self::ReloadFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "reload_failed"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 

@@ -2,29 +2,45 @@
 //! calls and engine results into wire types. This module owns every serde
 //! type the API exposes and the one table that maps errors to responses.
 
+mod admin;
 mod error;
 mod handlers;
 mod json;
+mod middleware;
+mod status;
 mod wire;
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
+use tower::ServiceBuilder;
 
+pub use admin::AdminToken;
 pub use error::ApiError;
+pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
+pub use middleware::REQUEST_ID_HEADER;
 pub use wire::{AuthorizeRequest, AuthorizeResponse, WireUid};
 
+use crate::reload::Reloader;
 use crate::state::SharedState;
+use crate::telemetry::{DecisionLog, Metrics};
 
-/// Limits that protect the sidecar from oversized input.
-#[derive(Debug, Clone, Copy)]
+/// Limits that protect the sidecar (and its neighbours) from overload.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct HttpLimits {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// Most requests accepted in one batch.
     pub max_batch: usize,
+    /// Requests handled at once; more are refused (503 `overloaded`).
+    pub max_concurrency: usize,
+    /// A request taking longer is answered 503 `timeout`.
+    #[serde(serialize_with = "as_millis")]
+    pub request_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -32,8 +48,14 @@ impl Default for HttpLimits {
         Self {
             max_body_bytes: 1024 * 1024,
             max_batch: 100,
+            max_concurrency: 1024,
+            request_timeout: Duration::from_secs(2),
         }
     }
+}
+
+fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
 /// What every handler can see.
@@ -41,12 +63,42 @@ impl Default for HttpLimits {
 pub struct AppState {
     /// The current policies + entities.
     pub shared: Arc<SharedState>,
-    /// Request size limits.
+    /// Request size limits, timeout, concurrency.
     pub limits: HttpLimits,
+    /// Counters and histograms for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The audit trail.
+    pub decision_log: Arc<DecisionLog>,
+    /// Admin endpoints are enabled only with a token.
+    pub admin_token: Option<Arc<AdminToken>>,
+    /// Reloads on `POST /v1/admin/reload`, and their status for `/v1/status`.
+    pub reloader: Option<Arc<Reloader>>,
+    /// Where entities come from, for `/v1/status` (e.g. `file:demo/entities.json`).
+    pub entity_source: Arc<str>,
+    /// Process start, for uptime.
+    pub started_at: SystemTime,
+}
+
+impl AppState {
+    /// A state with default limits, fresh metrics, no decision log, no admin API.
+    pub fn new(shared: Arc<SharedState>) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self {
+            shared,
+            limits: HttpLimits::default(),
+            decision_log: Arc::new(DecisionLog::off(metrics.clone())),
+            metrics,
+            admin_token: None,
+            reloader: None,
+            entity_source: Arc::from("memory"),
+            started_at: SystemTime::now(),
+        }
+    }
 }
 
 /// The whole API as a router; tests call it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
+    let limits = state.limits;
     Router::new()
         .route("/v1/is_authorized", post(handlers::is_authorized))
         .route(
@@ -54,10 +106,25 @@ pub fn router(state: AppState) -> Router {
             post(handlers::is_authorized_batch),
         )
         .route("/v1/policies", get(handlers::policies))
+        .route("/v1/status", get(status::status))
+        .route("/v1/admin/reload", post(admin::reload))
+        .route("/metrics", get(status::metrics))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(middleware::overload_error))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrency)
+                .timeout(limits.request_timeout),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::count_responses,
+        ))
+        .layer(axum::middleware::from_fn(middleware::request_meta))
         .with_state(state)
 }

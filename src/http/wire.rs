@@ -107,6 +107,8 @@ pub struct AuthorizeResponse {
     pub decision_id: String,
     /// The entity revision the decision was made at.
     pub revision: u64,
+    /// The policy set version (content hash) the decision was made with.
+    pub policy_version: String,
 }
 
 /// Determining policies and errors.
@@ -120,7 +122,7 @@ pub struct WireDiagnostics {
 
 impl AuthorizeResponse {
     /// Wraps an engine decision.
-    pub fn new(decision: Decision, revision: u64) -> Self {
+    pub fn new(decision: Decision, revision: u64, policy_version: &str) -> Self {
         Self {
             decision: match decision.verdict {
                 Verdict::Allow => "Allow",
@@ -133,6 +135,7 @@ impl AuthorizeResponse {
             },
             decision_id: uuid::Uuid::now_v7().to_string(),
             revision,
+            policy_version: policy_version.to_string(),
         }
     }
 }

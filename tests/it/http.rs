@@ -11,13 +11,13 @@ use tower::ServiceExt;
 use crate::support::shipped_state;
 
 fn app() -> axum::Router {
-    router(AppState {
-        shared: shipped_state(),
-        limits: HttpLimits {
-            max_body_bytes: 4096,
-            max_batch: 3,
-        },
-    })
+    let mut state = AppState::new(shipped_state());
+    state.limits = HttpLimits {
+        max_body_bytes: 4096,
+        max_batch: 3,
+        ..HttpLimits::default()
+    };
+    router(state)
 }
 
 async fn send(
@@ -167,10 +167,7 @@ async fn health_readiness_and_policy_listing() {
 
 #[tokio::test]
 async fn not_ready_state_fails_closed_with_503() {
-    let app = router(AppState {
-        shared: std::sync::Arc::new(SharedState::default()),
-        limits: HttpLimits::default(),
-    });
+    let app = router(AppState::new(std::sync::Arc::new(SharedState::default())));
     let (status, body, _) = send(app.clone(), "GET", "/readyz", "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["status"], "not_ready");

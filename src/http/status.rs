@@ -1,0 +1,66 @@
+//! What an operator looks at: `/v1/status` (JSON) and `/metrics` (Prometheus).
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+use crate::reload::rfc3339;
+use crate::telemetry::SnapshotGauges;
+
+/// `GET /v1/status`
+pub async fn status(State(state): State<AppState>) -> Response {
+    let uptime = state.started_at.elapsed().map_or(0, |d| d.as_secs());
+    let reload = state.reloader.as_ref().map(|r| r.status());
+    let snapshot = state.shared.snapshot();
+    let body = json!({
+        "build_version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": uptime,
+        "ready": snapshot.is_some(),
+        "policies": snapshot.as_ref().map(|s| json!({
+            "version": s.pack.version,
+            "loaded_at": rfc3339(s.pack_loaded_at),
+            "policies": s.pack.files.policy_count(),
+            "templates": s.pack.files.template_count(),
+            "slice_depth": s.pack.slice_limits.depth,
+        })),
+        "last_reload": reload,
+        "entities": snapshot.as_ref().map(|s| json!({
+            "source": &*state.entity_source,
+            "count": s.entities.len(),
+            "revision": s.entities.revision(),
+        })),
+        "decision_log": {
+            "sink": state.decision_log.config().sink,
+            "dropped": state.metrics.decision_log_drops(),
+        },
+    });
+    Json(body).into_response()
+}
+
+/// `GET /metrics`
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let snapshot = state.shared.snapshot();
+    let gauges = match &snapshot {
+        Some(s) => SnapshotGauges {
+            policy_version: &s.pack.version,
+            entities: s.entities.len(),
+            revision: s.entities.revision(),
+            policies: s.pack.files.policy_count(),
+        },
+        None => SnapshotGauges {
+            policy_version: "none",
+            entities: 0,
+            revision: 0,
+            policies: 0,
+        },
+    };
+    let text = state.metrics.render(&gauges);
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}

@@ -1,0 +1,298 @@
+//! Counters and histograms, rendered in Prometheus' text format.
+//!
+//! A handful of fixed series, so plain atomics (and one small mutex-guarded
+//! map for HTTP routes x statuses) are enough; no registry crate needed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Upper bounds (seconds) of the decision latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 1.0,
+];
+
+/// Where a decision was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /v1/is_authorized`
+    Single,
+    /// `POST /v1/is_authorized/batch`
+    Batch,
+}
+
+impl Endpoint {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Single => "is_authorized",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+/// Every metric the sidecar exports.
+#[derive(Default)]
+pub struct Metrics {
+    /// [allow, deny] x [single, batch].
+    decisions: [[AtomicU64; 2]; 2],
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_nanos: AtomicU64,
+    /// (route, status) -> count. A std mutex: held for one map update, never across an await.
+    http_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    decision_log_dropped: AtomicU64,
+    sync_reconnects: AtomicU64,
+    sync_reloads: AtomicU64,
+    /// Unix time (ms) at which the last applied entity write was made; 0 = none.
+    sync_last_write_ms: AtomicU64,
+}
+
+/// Values read from the current snapshot when metrics are rendered.
+pub struct SnapshotGauges<'a> {
+    /// Content hash of the policy pack.
+    pub policy_version: &'a str,
+    /// Stored entities.
+    pub entities: usize,
+    /// Entity revision.
+    pub revision: u64,
+    /// Loaded policies.
+    pub policies: usize,
+}
+
+impl Metrics {
+    /// Counts one decision and its latency.
+    pub fn record_decision(&self, allowed: bool, endpoint: Endpoint, elapsed: Duration) {
+        let row = usize::from(!allowed);
+        let col = usize::from(endpoint == Endpoint::Batch);
+        self.decisions[row][col].fetch_add(1, Ordering::Relaxed);
+        let seconds = elapsed.as_secs_f64();
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            if seconds <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.latency_sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Counts one HTTP response.
+    pub fn record_http(&self, route: &str, status: u16) {
+        let mut map = self
+            .http_requests
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *map.entry((route.to_string(), status)).or_default() += 1;
+    }
+
+    /// Counts a policy reload.
+    pub fn record_reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts decision-log records dropped because the writer fell behind.
+    pub fn record_decision_log_drop(&self) {
+        self.decision_log_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decision-log records dropped so far.
+    pub fn decision_log_drops(&self) -> u64 {
+        self.decision_log_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Counts a reconnect of an entity sync source.
+    pub fn record_sync_reconnect(&self) {
+        self.sync_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a full snapshot reload of an entity sync source.
+    pub fn record_sync_reload(&self) {
+        self.sync_reloads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes the write time of the last applied entity change (for the lag gauge).
+    pub fn record_sync_applied(&self, written_at: SystemTime) {
+        let ms = written_at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.sync_last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, gauges: &SnapshotGauges<'_>) -> String {
+        let mut out = String::with_capacity(4096);
+        header(
+            &mut out,
+            "cedar_decisions_total",
+            "counter",
+            "Decisions made, by decision and endpoint.",
+        );
+        for (row, decision) in ["Allow", "Deny"].iter().enumerate() {
+            for (col, endpoint) in [Endpoint::Single, Endpoint::Batch].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "cedar_decisions_total{{decision=\"{decision}\",endpoint=\"{}\"}} {}",
+                    endpoint.label(),
+                    self.decisions[row][col].load(Ordering::Relaxed)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "cedar_decision_duration_seconds",
+            "histogram",
+            "Time to decide one request.",
+        );
+        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
+            let _ = writeln!(
+                out,
+                "cedar_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "cedar_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "cedar_decision_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "cedar_decision_duration_seconds_count {count}");
+
+        header(
+            &mut out,
+            "cedar_http_requests_total",
+            "counter",
+            "HTTP responses, by route and status.",
+        );
+        {
+            let map = self
+                .http_requests
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for ((route, status), n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "cedar_policy_reloads_total",
+            "counter",
+            "Policy reloads, by result.",
+        );
+        let _ = writeln!(
+            out,
+            "cedar_policy_reloads_total{{result=\"ok\"}} {}",
+            self.reloads_ok.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "cedar_policy_reloads_total{{result=\"failed\"}} {}",
+            self.reloads_failed.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "cedar_policy_info",
+            "gauge",
+            "The loaded policy set (version = content hash).",
+        );
+        let _ = writeln!(
+            out,
+            "cedar_policy_info{{version=\"{}\"}} 1",
+            escape(gauges.policy_version)
+        );
+        header(
+            &mut out,
+            "cedar_policies",
+            "gauge",
+            "Loaded static policies.",
+        );
+        let _ = writeln!(out, "cedar_policies {}", gauges.policies);
+        header(&mut out, "cedar_entities", "gauge", "Stored entities.");
+        let _ = writeln!(out, "cedar_entities {}", gauges.entities);
+        header(
+            &mut out,
+            "cedar_entity_revision",
+            "gauge",
+            "Revision of the entity data being served.",
+        );
+        let _ = writeln!(out, "cedar_entity_revision {}", gauges.revision);
+        header(
+            &mut out,
+            "cedar_sync_lag_seconds",
+            "gauge",
+            "Now minus the write time of the last applied entity change (0 when none).",
+        );
+        let last = self.sync_last_write_ms.load(Ordering::Relaxed);
+        let lag = if last == 0 {
+            0.0
+        } else {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            now.saturating_sub(last) as f64 / 1000.0
+        };
+        let _ = writeln!(out, "cedar_sync_lag_seconds {lag}");
+        header(
+            &mut out,
+            "cedar_sync_reconnects_total",
+            "counter",
+            "Reconnects of the entity sync source.",
+        );
+        let _ = writeln!(
+            out,
+            "cedar_sync_reconnects_total {}",
+            self.sync_reconnects.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "cedar_sync_reloads_total",
+            "counter",
+            "Full entity snapshot reloads.",
+        );
+        let _ = writeln!(
+            out,
+            "cedar_sync_reloads_total {}",
+            self.sync_reloads.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "cedar_decision_log_dropped_total",
+            "counter",
+            "Decision-log records dropped because the writer fell behind.",
+        );
+        let _ = writeln!(
+            out,
+            "cedar_decision_log_dropped_total {}",
+            self.decision_log_dropped.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
