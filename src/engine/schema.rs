@@ -37,7 +37,15 @@ pub fn load_schema(path: &Path) -> Result<LoadedSchema, Problems> {
                 continue;
             }
         };
-        texts.push((shown.clone(), text.clone()));
+        // Named relative to the schema path, so the pack version does not
+        // depend on where the pack is checked out.
+        let name = file
+            .strip_prefix(path)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .or_else(|| file.file_name().map(Path::new))
+            .map_or_else(|| shown.clone(), |rel| rel.display().to_string());
+        texts.push((name, text.clone()));
         match parse_fragment(file, &text) {
             Ok(fragment) => fragments.push(fragment),
             Err(problem) => problems.push(
@@ -82,7 +90,14 @@ fn locate_link_error(
         _ => None,
     };
     match owner {
-        Some((shown, text)) => Problem::new(shown.clone(), Some(text.clone()), error),
+        Some((name, text)) => {
+            let shown = if path.is_dir() {
+                path.join(name).display().to_string()
+            } else {
+                path.display().to_string()
+            };
+            Problem::new(shown, Some(text.clone()), error)
+        }
         None => Problem::new(path.display().to_string(), None, error),
     }
 }

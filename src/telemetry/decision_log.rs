@@ -152,6 +152,27 @@ impl DecisionLog {
         })
     }
 
+    /// Starts a logger writing lines to `writer` (for embedding and tests);
+    /// the sink in `config` is only reported, not opened.
+    pub fn start_with_writer(
+        config: DecisionLogConfig,
+        metrics: Arc<Metrics>,
+        writer: Box<dyn Write + Send>,
+    ) -> std::io::Result<Self> {
+        let (tx, rx) = sync_channel::<DecisionRecord>(config.buffer.max(1));
+        let output = Output::Writer(writer);
+        let handle = std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || write_loop(rx, output))?;
+        Ok(Self {
+            config,
+            sender: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            allows_seen: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
     /// A logger that logs nothing.
     pub fn off(metrics: Arc<Metrics>) -> Self {
         Self {
@@ -251,6 +272,7 @@ pub fn mask_context(value: &serde_json::Value, keys: &[String]) -> serde_json::V
 enum Output {
     Stdout(BufWriter<std::io::Stdout>),
     File(RotatingFile),
+    Writer(Box<dyn Write + Send>),
 }
 
 impl Output {
@@ -272,6 +294,10 @@ impl Output {
                 out.write_all(b"\n")
             }
             Self::File(file) => file.write_line(line),
+            Self::Writer(out) => {
+                out.write_all(line)?;
+                out.write_all(b"\n")
+            }
         }
     }
 
@@ -279,6 +305,7 @@ impl Output {
         match self {
             Self::Stdout(out) => out.flush(),
             Self::File(file) => file.out.flush(),
+            Self::Writer(out) => out.flush(),
         }
     }
 }

@@ -4,5 +4,6 @@
 mod cli;
 mod engine;
 mod http;
+mod ops;
 mod slice_equivalence;
 mod support;
