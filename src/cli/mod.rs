@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod check;
+mod probe;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ pub enum Command {
     Serve(Box<serve::ServeCommand>),
     /// Parse and strictly validate policies, schema and entities.
     Check(check::CheckCommand),
+    /// GET a sidecar path and exit 0 on 200 (container health checks).
+    Probe(probe::ProbeCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -34,5 +37,6 @@ pub fn run(cli: Cli) -> i32 {
             serve::init_logging(crate::config::LogFormat::Human);
             run_check(&args)
         }
+        Command::Probe(args) => probe::run_probe(&args),
     }
 }

@@ -228,6 +228,12 @@ fn collect_cedar_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem
     let entries = std::fs::read_dir(dir)
         .map_err(|error| Problem::message(&shown, format!("cannot list policy folder: {error}")))?;
     for entry in entries.flatten() {
+        // Hidden entries are skipped: editors' temp files, and the `..data`
+        // folders a Kubernetes ConfigMap mount keeps beside its symlinks
+        // (reading those would load every policy twice).
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let path = entry.path();
         if path.is_dir() {
             collect_cedar_files(&path, out)?;

@@ -809,6 +809,21 @@ fn sigterm_finishes_in_flight_requests_and_flushes_the_decision_log() {
     let streams: Vec<_> = (0..8)
         .map(|_| http_post(port, "/v1/is_authorized/batch", &batch))
         .collect();
+    let probe = |path: &str| {
+        sidecar()
+            .args([
+                "probe",
+                "--address",
+                &format!("127.0.0.1:{port}"),
+                "--path",
+                path,
+            ])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(probe("/readyz"), Some(0));
+    assert_eq!(probe("/no-such-path"), Some(1));
     std::thread::sleep(Duration::from_millis(50));
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
@@ -829,4 +844,23 @@ fn sigterm_finishes_in_flight_requests_and_flushes_the_decision_log() {
         800,
         "every answered decision is in the flushed log"
     );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_configmap_mount_loads_each_policy_once() {
+    // Kubernetes mounts a ConfigMap as symlinks into a hidden, timestamped folder.
+    let dir = tempfile::tempdir().unwrap();
+    let versioned = dir.path().join("..2026_11_26_01_00_00.1");
+    std::fs::create_dir(&versioned).unwrap();
+    std::fs::write(
+        versioned.join("a.cedar"),
+        "@id(\"only\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("..2026_11_26_01_00_00.1", dir.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/a.cedar", dir.path().join("a.cedar")).unwrap();
+    let (files, problems) = cedar_sidecar::engine::load_policy_dir(dir.path());
+    assert!(problems.is_empty(), "{}", problems.render());
+    assert_eq!(files.policy_count(), 1);
 }
