@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use cedar_policy::{Context, Decision as CedarDecision, Entities, EntityUid, Request};
 
@@ -64,7 +63,6 @@ pub fn decide(
     store: &EntityMap,
     request: &DecisionRequest,
 ) -> Result<Decision, RequestError> {
-    let started = Instant::now();
     if !pack.actions.contains_key(&request.action) {
         return Err(RequestError::SchemaViolation(format!(
             "unknown action `{}`: the schema does not declare it",
@@ -104,24 +102,14 @@ pub fn decide(
         store,
     };
 
-    let decision = decide_sliced(
+    Ok(decide_sliced(
         pack,
         &slicer,
         &cedar_request,
         request,
         &context,
         &context_json,
-    );
-    tracing::debug!(
-        principal = %request.principal,
-        action = %request.action,
-        resource = %request.resource,
-        decision = ?decision.verdict,
-        reasons = ?decision.reasons,
-        micros = started.elapsed().as_micros() as u64,
-        "decision"
-    );
-    Ok(decision)
+    ))
 }
 
 fn decide_sliced(

@@ -138,6 +138,16 @@ fn decide_one(
         snapshot.entities.revision(),
         &snapshot.pack.version,
     );
+    tracing::debug!(
+        decision_id = %response.decision_id,
+        principal = %request.principal,
+        action = %request.action,
+        resource = %request.resource,
+        decision = %response.decision,
+        reasons = ?response.diagnostics.reason,
+        micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "decision"
+    );
     if state.decision_log.wants(allowed) {
         state.decision_log.submit(record(
             state, snapshot, meta, endpoint, &request, &response, elapsed,
