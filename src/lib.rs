@@ -8,7 +8,9 @@
 //!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
 //! - [`state`]: the current snapshot of pack + entities, swapped atomically.
 //! - [`http`]: the axum API; wire types and the error table live here only.
-//! - [`cli`]: one file per subcommand (`serve`, `check`).
+//! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
+//!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
+//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`).
 //! - [`config`]: typed settings from flags and environment.
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
@@ -19,3 +21,4 @@ pub mod engine;
 pub mod entities;
 pub mod http;
 pub mod state;
+pub mod testing;

@@ -1,12 +1,16 @@
 //! The command line: one file per subcommand.
 
 mod check;
+mod fmt;
 mod serve;
+mod test;
 
 use clap::{Parser, Subcommand};
 
 pub use check::run_check;
+pub use fmt::{format_text, run_fmt};
 pub use serve::run_serve;
+pub use test::run_test;
 
 /// A policy-as-code authorization sidecar for Cedar.
 #[derive(Debug, Parser)]
@@ -24,6 +28,10 @@ pub enum Command {
     Serve(serve::ServeCommand),
     /// Parse and strictly validate policies, schema and entities.
     Check(check::CheckCommand),
+    /// Run policy unit tests (Cedar `run-tests` JSON or YAML decision tables).
+    Test(test::TestCommand),
+    /// Format `.cedar` files with Cedar's formatter.
+    Fmt(fmt::FmtCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -31,5 +39,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Serve(args) => run_serve(args),
         Command::Check(args) => run_check(&args),
+        Command::Test(args) => run_test(&args),
+        Command::Fmt(args) => run_fmt(&args),
     }
 }
