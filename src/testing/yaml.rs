@@ -18,7 +18,8 @@
 //!           context: { target: User::"olivia" }, decision: deny, errors: 0 }
 //! ```
 //!
-//! A cell is `allow`, `deny`, `allow(id ...)` / `deny(id ...)` (exactly these
+//! In a `rows` table the resource may contain `{principal}`, replaced by
+//! each column's principal (`personal-{principal}`). A cell is `allow`, `deny`, `allow(id ...)` / `deny(id ...)` (exactly these
 //! determining policies) or `skip`. Names are resolved by
 //! [`super::names`]. Keys are read in order, so `entities` and `fixtures`
 //! come before `tables`, and a table's `name`, `principals`, `context` and
@@ -433,8 +434,9 @@ fn matrix_row(table: &Table<'_>, columns: &[String], row: Value) -> Result<Vec<T
     let mut out = Vec::new();
     for (principal, cell) in columns.iter().zip(&cells[2..]) {
         let expect = parse_cell(text(cell, "a decision")?)?;
+        let resource = resource.replace("{principal}", principal);
         out.push(build_case(
-            table, None, principal, action, resource, &context, expect,
+            table, None, principal, action, &resource, &context, expect,
         )?);
     }
     Ok(out)
