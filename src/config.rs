@@ -18,6 +18,8 @@ use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
 pub const DEFAULT_POLICIES: &str = "policies";
 /// The bundled schema folder.
 pub const DEFAULT_SCHEMA: &str = "schema";
+/// The shipped policy test suite (run by `cedar-sidecar test` with no path).
+pub const DEFAULT_TESTS: &str = "tests/policies";
 /// The bundled demo entity data.
 pub const DEFAULT_ENTITIES: &str = "demo/entities.json";
 /// Where `serve` listens by default (loopback: a sidecar talks to its pod).

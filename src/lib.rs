@@ -10,7 +10,9 @@
 //! - [`reload`]: hot reload of policies, schema and the entities file.
 //! - [`telemetry`]: Prometheus metrics and the decision log.
 //! - [`http`]: the axum API; wire types and the error table live here only.
-//! - [`cli`]: one file per subcommand (`serve`, `check`).
+//! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
+//!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
+//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`).
 //! - [`config`]: typed settings from flags, environment and a TOML file.
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
@@ -23,3 +25,4 @@ pub mod http;
 pub mod reload;
 pub mod state;
 pub mod telemetry;
+pub mod testing;

@@ -1,13 +1,17 @@
 //! The command line: one file per subcommand.
 
 mod check;
+mod fmt;
 mod probe;
 mod serve;
+mod test;
 
 use clap::{Parser, Subcommand};
 
 pub use check::run_check;
+pub use fmt::{format_text, run_fmt};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
+pub use test::run_test;
 
 /// A policy-as-code authorization sidecar for Cedar.
 #[derive(Debug, Parser)]
@@ -27,6 +31,10 @@ pub enum Command {
     Check(check::CheckCommand),
     /// GET a sidecar path and exit 0 on 200 (container health checks).
     Probe(probe::ProbeCommand),
+    /// Run policy unit tests (Cedar `run-tests` JSON or YAML decision tables).
+    Test(test::TestCommand),
+    /// Format `.cedar` files with Cedar's formatter.
+    Fmt(fmt::FmtCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -38,5 +46,7 @@ pub fn run(cli: Cli) -> i32 {
             run_check(&args)
         }
         Command::Probe(args) => probe::run_probe(&args),
+        Command::Test(args) => run_test(&args),
+        Command::Fmt(args) => run_fmt(&args),
     }
 }

@@ -43,6 +43,9 @@ pub struct Decision {
     pub reasons: Vec<String>,
     /// Evaluation errors and fail-closed explanations.
     pub errors: Vec<String>,
+    /// How many of `errors` are Cedar policy evaluation errors (the rest
+    /// explain a fail-closed deny); what Cedar's `num_errors` counts.
+    pub evaluation_errors: usize,
 }
 
 /// A request the schema (or Cedar's formats) rejects; a client error.
@@ -157,6 +160,7 @@ fn decide_sliced(
         .is_authorized(cedar_request, &pack.files.set, &entities);
     let mut errors: Vec<String> = Vec::new();
     let mut forbid_failed = false;
+    let evaluation_errors = response.diagnostics().errors().count();
     for error in response.diagnostics().errors() {
         let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
         if pack.forbids.contains(e.policy_id()) {
@@ -166,7 +170,10 @@ fn decide_sliced(
     }
     if forbid_failed {
         errors.push("a forbid policy failed to evaluate; denying (fail closed)".to_string());
-        return deny(errors);
+        return Decision {
+            evaluation_errors,
+            ..deny(errors)
+        };
     }
     let verdict = match response.decision() {
         CedarDecision::Allow => Verdict::Allow,
@@ -182,6 +189,7 @@ fn decide_sliced(
         verdict,
         reasons,
         errors,
+        evaluation_errors,
     }
 }
 
@@ -190,6 +198,7 @@ fn deny(errors: Vec<String>) -> Decision {
         verdict: Verdict::Deny,
         reasons: Vec::new(),
         errors,
+        evaluation_errors: 0,
     }
 }
 

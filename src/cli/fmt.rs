@@ -1,0 +1,112 @@
+//! `cedar-sidecar fmt`: formats `.cedar` files with Cedar's own formatter
+//! (`cedar-policy-formatter`, the same engine as `cedar format`), which keeps
+//! comments. `--check` changes nothing and fails naming the files that would
+//! change, for CI.
+
+use std::path::{Path, PathBuf};
+
+use cedar_policy_formatter::{policies_str_to_pretty, Config};
+use clap::Args;
+
+use crate::config::DEFAULT_POLICIES;
+
+/// Arguments of `fmt`.
+#[derive(Debug, Args)]
+pub struct FmtCommand {
+    /// Change nothing; exit non-zero and name the files that are not formatted.
+    #[arg(long)]
+    check: bool,
+    /// `.cedar` files or folders (searched recursively); the policies folder when none.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+}
+
+/// Everything is (now) formatted.
+pub const EXIT_OK: i32 = 0;
+/// `--check`: some file would change.
+pub const EXIT_UNFORMATTED: i32 = 1;
+/// A file could not be read, parsed or written.
+pub const EXIT_ERROR: i32 = 2;
+
+/// Runs `fmt`; returns the exit code.
+pub fn run_fmt(args: &FmtCommand) -> i32 {
+    let roots = if args.paths.is_empty() {
+        vec![PathBuf::from(DEFAULT_POLICIES)]
+    } else {
+        args.paths.clone()
+    };
+    let mut files = Vec::new();
+    for root in &roots {
+        if let Err(message) = collect(root, &mut files) {
+            eprintln!("error: {message}");
+            return EXIT_ERROR;
+        }
+    }
+    files.sort();
+    let mut code = EXIT_OK;
+    let mut unformatted = 0;
+    for file in &files {
+        match format_file(file, args.check) {
+            Ok(false) => {}
+            Ok(true) if args.check => {
+                println!("would reformat {}", file.display());
+                unformatted += 1;
+            }
+            Ok(true) => println!("formatted {}", file.display()),
+            Err(message) => {
+                eprintln!("error: {}: {message}", file.display());
+                code = EXIT_ERROR;
+            }
+        }
+    }
+    if code == EXIT_OK && unformatted > 0 {
+        eprintln!(
+            "{unformatted} file{} not formatted; run `cedar-sidecar fmt`",
+            if unformatted == 1 { " is" } else { "s are" }
+        );
+        code = EXIT_UNFORMATTED;
+    }
+    code
+}
+
+/// Formats one file; `Ok(true)` when its text changes (or would, with `check`).
+fn format_file(path: &Path, check: bool) -> Result<bool, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let formatted = format_text(&text)?;
+    if formatted == text {
+        return Ok(false);
+    }
+    if !check {
+        std::fs::write(path, &formatted).map_err(|e| format!("cannot write: {e}"))?;
+    }
+    Ok(true)
+}
+
+/// Cedar's formatting of a policy file's text (80 columns, 2-space indent).
+pub fn format_text(text: &str) -> Result<String, String> {
+    policies_str_to_pretty(text, &Config::default()).map_err(|report| {
+        let mut message = report.to_string();
+        for cause in report.chain().skip(1) {
+            message.push_str(&format!(": {cause}"));
+        }
+        message
+    })
+}
+
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let entries =
+        std::fs::read_dir(path).map_err(|e| format!("cannot list `{}`: {e}", path.display()))?;
+    for entry in entries.flatten() {
+        let child = entry.path();
+        if child.is_dir() {
+            collect(&child, out)?;
+        } else if child.extension().is_some_and(|e| e == "cedar") {
+            out.push(child);
+        }
+    }
+    Ok(())
+}
