@@ -54,20 +54,37 @@ pub async fn request_meta(mut request: Request, next: Next) -> Response {
     response
 }
 
-/// Counts every response by route template and status.
+/// The route template that answered, carried on the response so the outer
+/// counting layer (which runs before routing) can label it.
+#[derive(Debug, Clone)]
+struct AnsweredRoute(String);
+
+/// Notes the matched route template on the response.
+pub async fn tag_route(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(AnsweredRoute(route));
+    }
+    response
+}
+
+/// Counts every response by route template and status; responses made
+/// before routing (overload, timeout) and unknown paths count as `unmatched`.
 pub async fn count_responses(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(request).await;
-    state
-        .metrics
-        .record_http(&route, response.status().as_u16());
+    let route = response
+        .extensions()
+        .get::<AnsweredRoute>()
+        .map_or("unmatched", |r| r.0.as_str());
+    state.metrics.record_http(route, response.status().as_u16());
     response
 }
 

@@ -97,9 +97,12 @@ impl AppState {
 }
 
 /// The whole API as a router; tests call it with `oneshot`, without a socket.
+///
+/// The overload guard (concurrency limit with load shedding, and the request
+/// timeout) wraps the whole API once, so the limit is global, not per route.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    Router::new()
+    let api = Router::new()
         .route("/v1/is_authorized", post(handlers::is_authorized))
         .route(
             "/v1/is_authorized/batch",
@@ -113,18 +116,20 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(middleware::tag_route))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(middleware::overload_error))
-                .load_shed()
-                .concurrency_limit(limits.max_concurrency)
-                .timeout(limits.request_timeout),
-        )
+        .with_state(state.clone());
+    let guarded = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(middleware::overload_error))
+        .load_shed()
+        .concurrency_limit(limits.max_concurrency)
+        .timeout(limits.request_timeout)
+        .service(api);
+    Router::new()
+        .fallback_service(guarded)
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state,
             middleware::count_responses,
         ))
         .layer(axum::middleware::from_fn(middleware::request_meta))
-        .with_state(state)
 }

@@ -864,3 +864,52 @@ fn a_configmap_mount_loads_each_policy_once() {
     assert!(problems.is_empty(), "{}", problems.render());
     assert_eq!(files.policy_count(), 1);
 }
+
+/// A request body that sends a little, then never finishes: it holds its
+/// concurrency slot until the request timeout ends it.
+fn stalled_request() -> Request<Body> {
+    let first = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"principal\":"))
+    });
+    let stream = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+    Request::builder()
+        .method("POST")
+        .uri("/v1/is_authorized")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_and_timeouts_answer_503_with_json() {
+    let mut state = AppState::new(shipped_state());
+    state.limits.max_concurrency = 1;
+    state.limits.request_timeout = Duration::from_millis(400);
+    let metrics = state.metrics.clone();
+    let app = router(state);
+    let slow = tokio::spawn(app.clone().oneshot(stalled_request()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The only slot is taken: shed, do not queue.
+    let (status, _, body) = call(&app, "POST", "/v1/is_authorized", PAULA_USES_PROD, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("\"code\":\"timeout\""));
+    // The slot is free again.
+    assert_eq!(decision(&app, PAULA_USES_PROD).await, "Allow");
+    let text = metrics.render(&cedar_sidecar::telemetry::SnapshotGauges {
+        policy_version: "v",
+        entities: 0,
+        revision: 0,
+        policies: 0,
+    });
+    assert!(
+        text.contains(r#"cedar_http_requests_total{route="unmatched",status="503"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cedar_http_requests_total{route="/v1/is_authorized",status="200"} 1"#),
+        "{text}"
+    );
+}
