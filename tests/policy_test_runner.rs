@@ -322,3 +322,62 @@ fn the_shipped_policies_are_fmt_clean() {
     let run = sidecar(&["fmt", "--check"]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
 }
+
+/// The shipped Cedar-format file decides the same when run the way Cedar's
+/// `cedar run-tests` runs it: the whole entities file, Cedar's authorizer,
+/// no slicing and no fail-closed layer. Keeps the file portable.
+#[test]
+fn the_shipped_cedar_file_decides_the_same_in_plain_cedar() {
+    use cedar_policy::{Authorizer, Context, Decision, Entities, EntityUid, Request};
+    use std::str::FromStr;
+
+    let folder = root().join("tests/policies/cedar");
+    let schema = cedar_sidecar::engine::load_schema(&root().join("schema")).unwrap();
+    let (files, problems) = cedar_sidecar::engine::load_policy_dir(&root().join("policies"));
+    assert!(problems.is_empty(), "{problems}");
+    let tests: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("platform.tests.json")).unwrap())
+            .unwrap();
+    assert!(!tests.is_empty());
+    for test in &tests {
+        let file = folder.join(test["entities"].as_str().unwrap());
+        let entities =
+            Entities::from_json_str(&std::fs::read_to_string(file).unwrap(), Some(&schema))
+                .unwrap();
+        let uid = |key: &str| EntityUid::from_str(test["request"][key].as_str().unwrap()).unwrap();
+        let action = uid("action");
+        let context =
+            Context::from_json_value(test["request"]["context"].clone(), Some((&schema, &action)))
+                .unwrap();
+        let request = Request::new(
+            uid("principal"),
+            action,
+            uid("resource"),
+            context,
+            Some(&schema),
+        )
+        .unwrap();
+        let response = Authorizer::new().is_authorized(&request, &files.set, &entities);
+        let expected = match test["decision"].as_str().unwrap() {
+            "allow" => Decision::Allow,
+            _ => Decision::Deny,
+        };
+        assert_eq!(response.decision(), expected, "{}", test["name"]);
+        let reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(ToString::to_string)
+            .collect();
+        for reason in test["reason"].as_array().unwrap() {
+            assert!(
+                reasons.contains(&reason.as_str().unwrap().to_string()),
+                "{}: {reasons:?}",
+                test["name"]
+            );
+        }
+        assert_eq!(
+            response.diagnostics().errors().count() as u64,
+            test["num_errors"].as_u64().unwrap()
+        );
+    }
+}

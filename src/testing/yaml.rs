@@ -721,3 +721,34 @@ where
         (self.0)(Value::Mapping(out)).map_err(de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(text: &str) -> Option<Expectation> {
+        parse_cell(text).unwrap()
+    }
+
+    #[test]
+    fn cells_read_as_decisions_with_optional_policy_ids() {
+        let allow = cell("allow").unwrap();
+        assert_eq!(allow.verdict, Verdict::Allow);
+        assert_eq!(allow.reasons, ReasonCheck::Any);
+        assert_eq!(allow.errors, ErrorCheck::Count(0));
+        let deny = cell(" deny(a b,c) ").unwrap();
+        assert_eq!(deny.verdict, Verdict::Deny);
+        assert_eq!(
+            deny.reasons,
+            ReasonCheck::Exactly(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            cell("deny()").unwrap().reasons,
+            ReasonCheck::Exactly(vec![])
+        );
+        assert!(cell("skip").is_none());
+        for bad in ["Allow", "permit", "allow(a", "", "maybe(x)"] {
+            assert!(parse_cell(bad).is_err(), "`{bad}` must be refused");
+        }
+    }
+}
