@@ -49,10 +49,10 @@ pub fn run_fmt(args: &FmtCommand) -> i32 {
         match format_file(file, args.check) {
             Ok(false) => {}
             Ok(true) if args.check => {
-                println!("would reformat {}", file.display());
+                emit(&format!("would reformat {}\n", file.display()));
                 unformatted += 1;
             }
-            Ok(true) => println!("formatted {}", file.display()),
+            Ok(true) => emit(&format!("formatted {}\n", file.display())),
             Err(message) => {
                 eprintln!("error: {}: {message}", file.display());
                 code = EXIT_ERROR;
@@ -91,6 +91,13 @@ pub fn format_text(text: &str) -> Result<String, String> {
         }
         message
     })
+}
+
+/// Writes to stdout; a closed pipe is not worth a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {

@@ -91,13 +91,13 @@ pub fn run_test(args: &TestCommand) -> i32 {
     let report = run_suite(&pack, &files);
     let show_coverage = args.coverage || args.fail_under_coverage.is_some();
     match args.format {
-        OutputFormat::Human => print!("{}", render_human(&report, show_coverage)),
+        OutputFormat::Human => emit(&render_human(&report, show_coverage)),
         OutputFormat::Json => {
-            print!("{}", render_json(&report, show_coverage));
+            emit(&render_json(&report, show_coverage));
             eprintln!("{}", summary_line(&report));
         }
         OutputFormat::Junit => {
-            print!("{}", render_junit(&report));
+            emit(&render_junit(&report));
             eprintln!("{}", summary_line(&report));
         }
     }
@@ -119,6 +119,13 @@ fn exit_code(report: &RunReport, fail_under: Option<f64>) -> i32 {
         }
     }
     code
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not worth a panic.
+fn emit(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 fn paths_list(paths: &[PathBuf]) -> String {

@@ -151,3 +151,77 @@ fn id_list(ids: &[String]) -> String {
             .join(", ")
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn decision(
+        verdict: Verdict,
+        reasons: &[&str],
+        errors: &[&str],
+        evaluation: usize,
+    ) -> Decision {
+        Decision {
+            verdict,
+            reasons: reasons.iter().map(|s| s.to_string()).collect(),
+            errors: errors.iter().map(|s| s.to_string()).collect(),
+            evaluation_errors: evaluation,
+        }
+    }
+
+    fn expect(verdict: Verdict, reasons: ReasonCheck, errors: ErrorCheck) -> Expectation {
+        Expectation {
+            verdict,
+            reasons,
+            errors,
+        }
+    }
+
+    #[test]
+    fn a_matching_decision_has_no_mismatch() {
+        let e = expect(
+            Verdict::Allow,
+            ReasonCheck::Exactly(vec!["b".into(), "a".into()]),
+            ErrorCheck::Count(0),
+        );
+        assert!(e
+            .mismatches(&decision(Verdict::Allow, &["a", "b"], &[], 0))
+            .is_empty());
+    }
+
+    #[test]
+    fn each_difference_is_named() {
+        let e = expect(
+            Verdict::Allow,
+            ReasonCheck::Exactly(vec!["a".into()]),
+            ErrorCheck::Count(0),
+        );
+        let got = e.mismatches(&decision(Verdict::Deny, &["f"], &["boom"], 1));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], "expected allow, decided deny");
+        assert!(got[1].contains("`a`") && got[1].contains("`f`"));
+        assert_eq!(got[2], "expected 0 evaluation error(s), got 1");
+    }
+
+    #[test]
+    fn cedar_reasons_are_a_subset_check_and_texts_must_appear() {
+        let e = expect(
+            Verdict::Deny,
+            ReasonCheck::AtLeast(vec!["a".into()]),
+            ErrorCheck::Contains(vec!["unknown".into()]),
+        );
+        assert!(e
+            .mismatches(&decision(Verdict::Deny, &["a", "b"], &["x is unknown"], 0))
+            .is_empty());
+        let got = e.mismatches(&decision(Verdict::Deny, &["b"], &[], 0));
+        assert_eq!(
+            got,
+            vec![
+                "missing determining policies `a`",
+                "no reported error mentions `unknown`"
+            ]
+        );
+    }
+}

@@ -116,12 +116,18 @@ impl<'de> Visitor<'de> for FileSeed<'_> {
         let mut from_files: Vec<StoredEntity> = Vec::new();
         let mut fixtures: Vec<StoredEntity> = Vec::new();
         let mut cases: Option<Vec<TestCase>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if cases.is_some() && key != "name" {
-                return Err(de::Error::custom(format!(
-                    "`{key}` must come before `tables`"
-                )));
-            }
+        loop {
+            let after_tables = cases.is_some();
+            let Some(key) = map.next_key_seed(Node(|value| {
+                let key = known_key(value, FILE_KEYS)?;
+                if after_tables && key != "name" {
+                    return Err(format!("`{key}` must come before `tables`"));
+                }
+                Ok(key)
+            }))?
+            else {
+                break;
+            };
             match key.as_str() {
                 "name" => {
                     map.next_value::<String>()?;
@@ -311,12 +317,18 @@ impl<'de> Visitor<'de> for TableSeed<'_> {
         let mut context = serde_json::Map::new();
         let mut own_set: Option<EntitySet> = None;
         let mut cases: Option<Vec<TestCase>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if cases.is_some() {
-                return Err(de::Error::custom(format!(
-                    "`{key}` must come before `rows` or `cases`"
-                )));
-            }
+        loop {
+            let after_rows = cases.is_some();
+            let Some(key) = map.next_key_seed(Node(|value| {
+                let key = known_key(value, TABLE_KEYS)?;
+                if after_rows {
+                    return Err(format!("`{key}` must come before `rows` or `cases`"));
+                }
+                Ok(key)
+            }))?
+            else {
+                break;
+            };
             match key.as_str() {
                 "name" => name = Some(map.next_value()?),
                 "principals" => principals = Some(map.next_value()?),
@@ -618,6 +630,22 @@ fn parse_cell(cell: &str) -> Result<Option<Expectation>, String> {
     }))
 }
 
+/// A mapping key that must be one of `known`.
+fn known_key(value: Value, known: &[&str]) -> Result<String, String> {
+    match value {
+        Value::String(key) if known.contains(&key.as_str()) => Ok(key),
+        Value::String(key) => Err(format!(
+            "unknown field `{key}`, expected one of {}",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        other => Err(format!("a key must be a string, not {other:?}")),
+    }
+}
+
 fn text<'v>(value: &'v Value, what: &str) -> Result<&'v str, String> {
     value
         .as_str()
@@ -691,5 +719,37 @@ where
             out.insert(key, value);
         }
         (self.0)(Value::Mapping(out)).map_err(de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn cell(text: &str) -> Option<Expectation> {
+        parse_cell(text).unwrap()
+    }
+
+    #[test]
+    fn cells_read_as_decisions_with_optional_policy_ids() {
+        let allow = cell("allow").unwrap();
+        assert_eq!(allow.verdict, Verdict::Allow);
+        assert_eq!(allow.reasons, ReasonCheck::Any);
+        assert_eq!(allow.errors, ErrorCheck::Count(0));
+        let deny = cell(" deny(a b,c) ").unwrap();
+        assert_eq!(deny.verdict, Verdict::Deny);
+        assert_eq!(
+            deny.reasons,
+            ReasonCheck::Exactly(vec!["a".into(), "b".into(), "c".into()])
+        );
+        assert_eq!(
+            cell("deny()").unwrap().reasons,
+            ReasonCheck::Exactly(vec![])
+        );
+        assert!(cell("skip").is_none());
+        for bad in ["Allow", "permit", "allow(a", "", "maybe(x)"] {
+            assert!(parse_cell(bad).is_err(), "`{bad}` must be refused");
+        }
     }
 }
