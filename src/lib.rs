@@ -28,6 +28,6 @@ pub mod freshness;
 pub mod http;
 pub mod reload;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod testing;
-pub mod sync;

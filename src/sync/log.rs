@@ -119,6 +119,7 @@ fn malformed(message: String) -> SyncError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
