@@ -5,13 +5,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::PackSources;
+use crate::freshness::FreshnessPolicy;
 use crate::http::HttpLimits;
+use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, Topology};
 use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
 
 /// The bundled policy folder, relative to the working directory.
@@ -388,5 +391,110 @@ mod millis {
 
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+}
+
+/// Where the entity dataset lives in Redis (shared by `serve` and `entities`).
+#[derive(Debug, Clone, Args)]
+pub struct RedisArgs {
+    /// Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://` (TLS)
+    /// or `redis+unix:///path`. Several (comma-separated or repeated) with
+    /// `--redis-cluster` (seed nodes) or `--redis-sentinel-master` (Sentinels).
+    /// Without it, `serve` reads entities from the file.
+    #[arg(
+        long = "redis-url",
+        env = "CEDAR_SIDECAR_REDIS_URL",
+        value_delimiter = ','
+    )]
+    pub redis_url: Vec<String>,
+    /// The URLs are Redis Cluster seed nodes.
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
+    /// The URLs are Sentinels; use the master with this name.
+    #[arg(
+        long,
+        env = "CEDAR_SIDECAR_REDIS_SENTINEL_MASTER",
+        conflicts_with = "redis_cluster"
+    )]
+    pub redis_sentinel_master: Option<String>,
+    /// First part of every key.
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PREFIX", default_value = crate::sync::keys::DEFAULT_PREFIX)]
+    pub redis_prefix: String,
+    /// The dataset's partition (its hash tag).
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PARTITION", default_value = crate::sync::keys::DEFAULT_PARTITION)]
+    pub redis_partition: String,
+    /// Approximate length writers trim the change stream to.
+    #[arg(long, env = "CEDAR_SIDECAR_STREAM_MAXLEN", default_value_t = crate::sync::writer::DEFAULT_STREAM_MAXLEN)]
+    pub stream_maxlen: u64,
+}
+
+impl RedisArgs {
+    /// True when a Redis URL was given.
+    pub fn enabled(&self) -> bool {
+        self.redis_url.iter().any(|u| !u.trim().is_empty())
+    }
+
+    /// How the URLs are to be read.
+    pub fn topology(&self) -> Topology {
+        match (&self.redis_sentinel_master, self.redis_cluster) {
+            (Some(master), _) => Topology::Sentinel {
+                master: master.clone(),
+            },
+            (None, true) => Topology::Cluster,
+            (None, false) => Topology::Single,
+        }
+    }
+
+    /// The dataset's keys.
+    pub fn keys(&self) -> KeyLayout {
+        KeyLayout::new(&self.redis_prefix, &self.redis_partition)
+    }
+
+    /// The resolved target (parses URLs; no I/O).
+    pub fn target(&self) -> Result<Arc<RedisTarget>, SyncError> {
+        RedisTarget::new(&self.redis_url, &self.topology()).map(Arc::new)
+    }
+
+    /// A writer for the dataset.
+    pub fn writer(&self) -> Result<RedisWriter, SyncError> {
+        Ok(RedisWriter::new(
+            self.target()?,
+            self.keys(),
+            self.stream_maxlen,
+        ))
+    }
+}
+
+/// Freshness and consistency settings of `serve` with Redis.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Out of contact with Redis for longer than this (ms) = stale: `/readyz`
+    /// and decisions answer 503 unless `--serve-stale`.
+    #[arg(long, env = "CEDAR_SIDECAR_STALE_AFTER_MS", default_value_t = 10_000)]
+    pub stale_after_ms: u64,
+    /// Keep answering decisions from stale data.
+    #[arg(long, env = "CEDAR_SIDECAR_SERVE_STALE")]
+    pub serve_stale: bool,
+    /// Longest wait (ms) for a request's `consistency.at_least` revision.
+    #[arg(long, env = "CEDAR_SIDECAR_CONSISTENCY_WAIT_MS", default_value_t = 100)]
+    pub consistency_wait_ms: u64,
+    /// An idle replica re-verifies its stream cursor this often (ms).
+    #[arg(long, env = "CEDAR_SIDECAR_IDLE_CHECK_MS", default_value_t = 1000)]
+    pub idle_check_ms: u64,
+}
+
+impl SyncArgs {
+    /// The staleness and waiting policy.
+    pub fn freshness(&self) -> FreshnessPolicy {
+        FreshnessPolicy {
+            stale_after: Duration::from_millis(self.stale_after_ms),
+            serve_stale: self.serve_stale,
+            max_wait: Duration::from_millis(self.consistency_wait_ms),
+        }
+    }
+
+    /// How often an idle replica verifies its cursor.
+    pub fn idle_check(&self) -> Duration {
+        Duration::from_millis(self.idle_check_ms.max(10))
     }
 }

@@ -12,7 +12,10 @@
 //! - [`http`]: the axum API; wire types and the error table live here only.
 //! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
 //!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
-//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`).
+//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `entities`).
+//! - [`sync`]: entity sources; the Redis replica and writer (the only
+//!   module that imports `redis`).
+//! - [`freshness`]: applied revision, contact with the source, staleness.
 //! - [`config`]: typed settings from flags, environment and a TOML file.
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
@@ -21,8 +24,10 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine;
 pub mod entities;
+pub mod freshness;
 pub mod http;
 pub mod reload;
 pub mod state;
+pub mod sync;
 pub mod telemetry;
 pub mod testing;

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand.
 
 mod check;
+mod entities;
 mod fmt;
 mod probe;
 mod serve;
@@ -9,6 +10,7 @@ mod test;
 use clap::{Parser, Subcommand};
 
 pub use check::run_check;
+pub use entities::run_entities;
 pub use fmt::{format_text, run_fmt};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 pub use test::run_test;
@@ -35,6 +37,8 @@ pub enum Command {
     Test(test::TestCommand),
     /// Format `.cedar` files with Cedar's formatter.
     Fmt(fmt::FmtCommand),
+    /// Write, read and export the entity dataset in Redis.
+    Entities(entities::EntitiesCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -48,5 +52,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Probe(args) => probe::run_probe(&args),
         Command::Test(args) => run_test(&args),
         Command::Fmt(args) => run_fmt(&args),
+        Command::Entities(args) => {
+            serve::init_logging(crate::config::LogFormat::Human);
+            run_entities(args)
+        }
     }
 }

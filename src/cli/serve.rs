@@ -1,5 +1,8 @@
 //! `cedar-sidecar serve`: load, validate, then answer decisions over HTTP;
 //! reload on file changes and SIGHUP; drain and flush on SIGTERM/SIGINT.
+//! Entities come from the entities file, or with `--redis-url` from Redis:
+//! a replica task keeps them current and `/readyz` is 503 until the first
+//! snapshot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,12 +10,14 @@ use std::time::SystemTime;
 
 use clap::Args;
 
-use crate::config::{LogFormat, ServeConfig, ServeFlags};
+use crate::config::{LogFormat, RedisArgs, ServeConfig, ServeFlags, SyncArgs};
 use crate::engine::PolicyPack;
 use crate::entities::{load_entities_file, EntityMap};
+use crate::freshness::Freshness;
 use crate::http::{router, AdminToken, AppState};
 use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
+use crate::sync::{RedisWriter, Replica};
 use crate::telemetry::{DecisionLog, Metrics};
 
 /// Arguments of `serve`.
@@ -20,6 +25,17 @@ use crate::telemetry::{DecisionLog, Metrics};
 pub struct ServeCommand {
     #[command(flatten)]
     flags: ServeFlags,
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[command(flatten)]
+    sync: SyncArgs,
+}
+
+/// Where entities come from: loaded before the runtime starts (a file) or
+/// by the replica task once it runs (Redis).
+enum Source {
+    File(Snapshot),
+    Redis(Arc<PolicyPack>),
 }
 
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
@@ -37,8 +53,15 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         return 0;
     }
     init_logging(config.log_format);
-    let snapshot = match load_snapshot(&config) {
-        Ok(snapshot) => snapshot,
+    let loaded = if args.redis.enabled() {
+        PolicyPack::load(&config.sources())
+            .map(|pack| Source::Redis(Arc::new(pack)))
+            .map_err(|p| p.render())
+    } else {
+        load_snapshot(&config).map(Source::File)
+    };
+    let source = match loaded {
+        Ok(source) => source,
         Err(report) => {
             eprint!("{report}");
             eprintln!("refusing to start: fix the problems above");
@@ -55,7 +78,7 @@ pub fn run_serve(args: ServeCommand) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(serve(config, snapshot)) {
+    match runtime.block_on(serve(config, &args.redis, &args.sync, source)) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");
@@ -83,8 +106,29 @@ pub fn load_snapshot(config: &ServeConfig) -> Result<Snapshot, String> {
     })
 }
 
-async fn serve(config: ServeConfig, snapshot: Snapshot) -> std::io::Result<()> {
-    let shared = Arc::new(SharedState::ready(snapshot));
+async fn serve(
+    config: ServeConfig,
+    redis: &RedisArgs,
+    sync: &SyncArgs,
+    source: Source,
+) -> std::io::Result<()> {
+    let (shared, freshness, entity_writer, entity_source) = match source {
+        Source::File(snapshot) => {
+            let revision = snapshot.entities.revision();
+            (
+                Arc::new(SharedState::ready(snapshot)),
+                Arc::new(Freshness::untracked(sync.freshness(), revision)),
+                None,
+                format!("file:{}", config.entities.display()),
+            )
+        }
+        Source::Redis(pack) => start_replica(redis, sync, pack, config.admin_token.is_some())
+            .map_err(|e| std::io::Error::other(e.to_string()))?,
+    };
+    // Only the file source has an entities file to watch and reload.
+    let entities_file = entity_source
+        .starts_with("file:")
+        .then(|| config.entities.clone());
     let metrics = Arc::new(Metrics::default());
     let decision_log = Arc::new(DecisionLog::start(
         config.decision_log.clone(),
@@ -92,7 +136,7 @@ async fn serve(config: ServeConfig, snapshot: Snapshot) -> std::io::Result<()> {
     )?);
     let reloader = Arc::new(Reloader::new(
         config.sources(),
-        Some(config.entities.clone()),
+        entities_file,
         shared.clone(),
         metrics.clone(),
     ));
@@ -118,8 +162,10 @@ async fn serve(config: ServeConfig, snapshot: Snapshot) -> std::io::Result<()> {
             .clone()
             .map(|t| Arc::new(AdminToken::new(t))),
         reloader: Some(reloader),
-        entity_source: Arc::from(format!("file:{}", config.entities.display())),
+        entity_source: Arc::from(entity_source),
         started_at: SystemTime::now(),
+        freshness,
+        entity_writer,
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "serving decisions");
@@ -147,6 +193,45 @@ async fn serve(config: ServeConfig, snapshot: Snapshot) -> std::io::Result<()> {
     decision_log.shutdown();
     tracing::info!("stopped");
     result
+}
+
+type Started = (
+    Arc<SharedState>,
+    Arc<Freshness>,
+    Option<Arc<RedisWriter>>,
+    String,
+);
+
+/// Starts the Redis replica task; with an admin token, also a writer for
+/// the entity admin API.
+fn start_replica(
+    redis: &RedisArgs,
+    sync: &SyncArgs,
+    pack: Arc<PolicyPack>,
+    admin: bool,
+) -> Result<Started, crate::sync::SyncError> {
+    let target = redis.target()?;
+    let shared = Arc::new(SharedState::default());
+    let freshness = Arc::new(Freshness::tracked(sync.freshness()));
+    let writer = admin.then(|| {
+        Arc::new(RedisWriter::new(
+            target.clone(),
+            redis.keys(),
+            redis.stream_maxlen,
+        ))
+    });
+    let source = format!("redis:{}", target.display());
+    tracing::info!(redis = target.display(), keys = ?redis.keys(), entity_admin_api = writer.is_some(), "entities come from redis");
+    Replica {
+        target,
+        keys: redis.keys(),
+        shared: shared.clone(),
+        pack,
+        freshness: freshness.clone(),
+        idle_check: sync.idle_check(),
+    }
+    .spawn();
+    Ok((shared, freshness, writer, source))
 }
 
 fn spawn_sighup_reloader(reloader: Arc<Reloader>) {

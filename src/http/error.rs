@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::engine::RequestError;
+use crate::sync::SyncError;
 
 /// Everything the API can answer with besides a decision.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,19 @@ pub enum ApiError {
     /// Policies or entities are not loaded yet: fail closed.
     #[error("{0}")]
     NotReady(String),
+    /// The entity data is older than the caller may accept: out of contact
+    /// with the source for too long, or a requested revision not reached.
+    #[error("{0}")]
+    Stale(String),
+    /// Compare-and-set on the entity revision failed.
+    #[error("{0}")]
+    RevisionConflict(String),
+    /// The named entity does not exist.
+    #[error("no entity `{0}`")]
+    EntityNotFound(String),
+    /// The entity source (Redis) could not be reached; the cause is logged.
+    #[error("the entity store is unavailable")]
+    SourceUnavailable,
     /// Too many requests in flight.
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
@@ -84,6 +98,10 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            Self::Stale(_) => (StatusCode::SERVICE_UNAVAILABLE, "stale"),
+            Self::RevisionConflict(_) => (StatusCode::CONFLICT, "revision_conflict"),
+            Self::EntityNotFound(_) => (StatusCode::NOT_FOUND, "entity_not_found"),
+            Self::SourceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "source_unavailable"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
@@ -105,6 +123,26 @@ impl From<RequestError> for ApiError {
         match error {
             RequestError::SchemaViolation(m) => Self::RequestSchemaViolation(m),
             RequestError::InvalidEntity(m) => Self::InvalidEntity(m),
+        }
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(error: SyncError) -> Self {
+        match error {
+            SyncError::Conflict { .. } => Self::RevisionConflict(error.to_string()),
+            SyncError::TooLarge { .. } | SyncError::Empty => {
+                Self::InvalidRequest(error.to_string())
+            }
+            SyncError::MissingParents(_) => Self::InvalidEntity(error.to_string()),
+            SyncError::Redis(_)
+            | SyncError::Config(_)
+            | SyncError::Malformed(_)
+            | SyncError::Moved(_) => {
+                // An internal cause: logged, never echoed.
+                tracing::error!(%error, "entity store write failed");
+                Self::SourceUnavailable
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ pub async fn is_authorized(
     Extension(meta): Extension<RequestMeta>,
     JsonBody(request): JsonBody<AuthorizeRequest>,
 ) -> Result<Response, ApiError> {
-    let snapshot = current(&state)?;
+    let snapshot = fresh_snapshot(&state, request.consistency.map(|c| c.at_least)).await?;
     let response = decide_one(&state, &snapshot, &meta, Endpoint::Single, request)?;
     Ok(with_versions(Json(response), &snapshot))
 }
@@ -46,7 +46,7 @@ pub async fn is_authorized_batch(
             got: batch.requests.len(),
         });
     }
-    let snapshot = current(&state)?;
+    let snapshot = fresh_snapshot(&state, batch.at_least()).await?;
     let responses: Vec<serde_json::Value> = batch
         .requests
         .into_iter()
@@ -80,23 +80,57 @@ pub async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// `GET /readyz`: 200 once policies, schema and entities are loaded.
+/// `GET /readyz`: 200 once policies, schema and entities are loaded and the
+/// entity source is in contact (or `serve_stale` is on); 503 otherwise, with
+/// the reasons.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    match state.shared.snapshot() {
-        Some(snapshot) => Json(json!({
-            "status": "ready",
-            "policy_version": snapshot.pack.version,
-            "policies": snapshot.pack.files.policy_count(),
-            "entities": snapshot.entities.len(),
-            "revision": snapshot.entities.revision(),
-        }))
-        .into_response(),
-        None => (
+    let report = state.freshness.report();
+    let policy = state.freshness.policy();
+    let sync = json!({
+        "revision": report.revision,
+        "tracked": report.tracked,
+        "since_contact_ms": report.since_contact_ms,
+        "stale_after_ms": policy.stale_after.as_millis(),
+        "serve_stale": policy.serve_stale,
+        "last_error": report.last_error,
+        "reloads": report.reloads,
+        "last_reload_reason": report.last_reload_reason,
+        "invalid_entities": report.invalid_entities,
+    });
+    let Some(snapshot) = state.shared.snapshot() else {
+        let reason = match &report.last_error {
+            Some(error) => format!("entities are still loading (last error: {error})"),
+            None => "policies and entities are still loading".to_string(),
+        };
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": "policies and entities are still loading" })),
+            Json(json!({ "status": "not_ready", "reason": reason, "reasons": [reason], "sync": sync })),
         )
-            .into_response(),
+            .into_response();
+    };
+    let mut body = json!({
+        "status": "ready",
+        "policy_version": snapshot.pack.version,
+        "policies": snapshot.pack.files.policy_count(),
+        "entities": snapshot.entities.len(),
+        "revision": snapshot.entities.revision(),
+        "sync": sync,
+    });
+    if report.stale {
+        let reason = format!(
+            "out of contact with the entity source for {} ms (bound {} ms)",
+            report.since_contact_ms.unwrap_or_default(),
+            policy.stale_after.as_millis()
+        );
+        tracing::warn!(%reason, "entity data is stale");
+        body["status"] = json!("stale");
+        body["reason"] = json!(reason);
+        body["reasons"] = json!([reason]);
+        if !policy.serve_stale {
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+        }
     }
+    Json(body).into_response()
 }
 
 /// Unknown path.
@@ -112,11 +146,48 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     }
 }
 
-fn current(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
-    state
+/// The snapshot to decide on; fails closed while not loaded, or while out
+/// of contact with the entity source longer than allowed.
+pub(super) fn current(state: &AppState) -> Result<Arc<Snapshot>, ApiError> {
+    let snapshot = state
         .shared
         .snapshot()
-        .ok_or_else(|| ApiError::NotReady("policies and entities are still loading".to_string()))
+        .ok_or_else(|| ApiError::NotReady("policies and entities are still loading".to_string()))?;
+    if let Some(age) = state.freshness.stale_for() {
+        if !state.freshness.policy().serve_stale {
+            return Err(ApiError::Stale(format!(
+                "out of contact with the entity source for {} ms",
+                age.as_millis()
+            )));
+        }
+    }
+    Ok(snapshot)
+}
+
+/// [`current`], at entity revision `at_least` or newer: waits (bounded by
+/// the freshness policy) for the sync to apply it, else 503 `stale`.
+async fn fresh_snapshot(
+    state: &AppState,
+    at_least: Option<u64>,
+) -> Result<Arc<Snapshot>, ApiError> {
+    let snapshot = current(state)?;
+    let Some(wanted) = at_least else {
+        return Ok(snapshot);
+    };
+    if snapshot.entities.revision() >= wanted {
+        return Ok(snapshot);
+    }
+    if state.freshness.wait_for(wanted).await {
+        let snapshot = current(state)?;
+        if snapshot.entities.revision() >= wanted {
+            return Ok(snapshot);
+        }
+    }
+    Err(ApiError::Stale(format!(
+        "entity revision {wanted} was not applied within {} ms (this replica is at {})",
+        state.freshness.policy().max_wait.as_millis(),
+        state.freshness.applied()
+    )))
 }
 
 /// Decides one request, then counts and (maybe) logs it.

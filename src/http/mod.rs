@@ -3,6 +3,7 @@
 //! type the API exposes and the one table that maps errors to responses.
 
 mod admin;
+mod entities_admin;
 mod error;
 mod handlers;
 mod json;
@@ -15,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tower::ServiceBuilder;
 
@@ -25,8 +26,10 @@ pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
 pub use middleware::REQUEST_ID_HEADER;
 pub use wire::{AuthorizeRequest, AuthorizeResponse, WireUid};
 
+use crate::freshness::{Freshness, FreshnessPolicy};
 use crate::reload::Reloader;
 use crate::state::SharedState;
+use crate::sync::RedisWriter;
 use crate::telemetry::{DecisionLog, Metrics};
 
 /// Limits that protect the sidecar (and its neighbours) from overload.
@@ -77,11 +80,18 @@ pub struct AppState {
     pub entity_source: Arc<str>,
     /// Process start, for uptime.
     pub started_at: SystemTime,
+    /// Applied revision and contact with the entity source (staleness,
+    /// consistency tokens).
+    pub freshness: Arc<Freshness>,
+    /// Writes for the entity admin API; `Some` only when entities come from
+    /// Redis (the routes exist only then).
+    pub entity_writer: Option<Arc<RedisWriter>>,
 }
 
 impl AppState {
     /// A state with default limits, fresh metrics, no decision log, no admin API.
     pub fn new(shared: Arc<SharedState>) -> Self {
+        let revision = shared.snapshot().map_or(0, |s| s.entities.revision());
         let metrics = Arc::new(Metrics::default());
         Self {
             shared,
@@ -92,6 +102,8 @@ impl AppState {
             reloader: None,
             entity_source: Arc::from("memory"),
             started_at: SystemTime::now(),
+            freshness: Arc::new(Freshness::untracked(FreshnessPolicy::default(), revision)),
+            entity_writer: None,
         }
     }
 }
@@ -102,7 +114,20 @@ impl AppState {
 /// timeout) wraps the whole API once, so the limit is global, not per route.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    let api = Router::new()
+    let mut routes = Router::new();
+    if state.entity_writer.is_some() {
+        routes = routes
+            .route(
+                "/v1/entities",
+                put(entities_admin::put_entities).delete(entities_admin::delete_entities),
+            )
+            .route("/v1/entities/{uid}", get(entities_admin::get_entity))
+            .route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                entities_admin::require_admin,
+            ));
+    }
+    let api = routes
         .route("/v1/is_authorized", post(handlers::is_authorized))
         .route(
             "/v1/is_authorized/batch",

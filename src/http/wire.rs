@@ -65,6 +65,17 @@ pub struct AuthorizeRequest {
     /// Extra entities for this request only.
     #[serde(default)]
     pub entities: Option<Vec<serde_json::Value>>,
+    /// The oldest entity revision the caller accepts.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
+}
+
+/// A consistency token: decide only on data at least this fresh.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consistency {
+    /// The revision a writer got back; the sidecar waits (bounded) for it.
+    pub at_least: u64,
 }
 
 impl AuthorizeRequest {
@@ -94,6 +105,46 @@ impl AuthorizeRequest {
 pub struct BatchRequest {
     /// The requests, decided in order against one snapshot.
     pub requests: Vec<serde_json::Value>,
+    /// The oldest entity revision the caller accepts, for the whole batch.
+    #[serde(default)]
+    pub consistency: Option<Consistency>,
+}
+
+impl BatchRequest {
+    /// The newest revision asked for, by the batch or any of its items.
+    pub fn at_least(&self) -> Option<u64> {
+        let items = self
+            .requests
+            .iter()
+            .filter_map(|item| item.get("consistency")?.get("at_least")?.as_u64());
+        self.consistency
+            .map(|c| c.at_least)
+            .into_iter()
+            .chain(items)
+            .max()
+    }
+}
+
+/// Body of `PUT /v1/entities`: entities written as one revision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutEntitiesRequest {
+    /// Entities in Cedar's JSON format.
+    pub entities: Vec<serde_json::Value>,
+    /// Write only if the current revision is exactly this.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+}
+
+/// Body of `DELETE /v1/entities`: uids deleted as one revision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteEntitiesRequest {
+    /// The entities to delete.
+    pub uids: Vec<WireUid>,
+    /// Write only if the current revision is exactly this.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
 }
 
 /// A decision on the wire.

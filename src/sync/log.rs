@@ -1,0 +1,187 @@
+//! Reading the change stream: entries of the `log` stream as the write
+//! script produced them (`gen`, `wid`, then `u`/`e` pairs in order).
+
+use redis::Value;
+
+use super::keys::parse_entry_id;
+use super::SyncError;
+
+/// One write, as recorded in the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    /// The revision this write produced (the entry id is `<revision>-0`).
+    pub revision: u64,
+    /// The dataset generation the write belongs to.
+    pub generation: String,
+    /// A unique id of the write: how a replica recognises the entry it
+    /// applied, even after a restore brought back the same revision number
+    /// with different content.
+    pub write_id: String,
+    /// The entities the write set or deleted, in order.
+    pub changes: Vec<RawChange>,
+}
+
+/// One entity in a write, not yet parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawChange {
+    /// The entity uid as written (`Type::"id"`).
+    pub uid: String,
+    /// The entity's full new JSON, or `None` for a delete.
+    pub entity: Option<String>,
+}
+
+/// Parses an `XRANGE` reply: an array of `[id, [field, value, ...]]`.
+pub fn parse_range(value: Value) -> Result<Vec<LogEntry>, SyncError> {
+    match value {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(items) => items.into_iter().map(parse_entry).collect(),
+        other => Err(malformed(format!(
+            "unexpected stream range reply {other:?}"
+        ))),
+    }
+}
+
+/// Parses an `XREAD` reply for one stream: nil on timeout, else
+/// `[[key, entries]]` (RESP2) or `{key: entries}` (RESP3).
+pub fn parse_read(value: Value) -> Result<Vec<LogEntry>, SyncError> {
+    match value {
+        Value::Nil => Ok(Vec::new()),
+        Value::Array(streams) => match streams.into_iter().next() {
+            Some(Value::Array(pair)) => match pair.into_iter().nth(1) {
+                Some(entries) => parse_range(entries),
+                None => Err(malformed("stream reply without entries".to_string())),
+            },
+            None => Ok(Vec::new()),
+            Some(other) => Err(malformed(format!("unexpected stream reply {other:?}"))),
+        },
+        Value::Map(streams) => match streams.into_iter().next() {
+            Some((_, entries)) => parse_range(entries),
+            None => Ok(Vec::new()),
+        },
+        other => Err(malformed(format!("unexpected stream read reply {other:?}"))),
+    }
+}
+
+fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
+    let Value::Array(parts) = value else {
+        return Err(malformed("stream entry is not an array".to_string()));
+    };
+    let mut parts = parts.into_iter();
+    let id = parts.next().map(text).transpose()?.unwrap_or_default();
+    let revision = parse_entry_id(&id)
+        .ok_or_else(|| malformed(format!("stream entry id `{id}` is not `<revision>-0`")))?;
+    let fields = match parts.next() {
+        Some(Value::Array(fields)) => fields,
+        Some(Value::Map(pairs)) => pairs.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => return Err(malformed(format!("stream entry `{id}` has no fields"))),
+    };
+    let mut entry = LogEntry {
+        revision,
+        generation: String::new(),
+        write_id: String::new(),
+        changes: Vec::new(),
+    };
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let value = text(value)?;
+        match text(name)?.as_str() {
+            "gen" => entry.generation = value,
+            "wid" => entry.write_id = value,
+            "u" => entry.changes.push(RawChange {
+                uid: value,
+                entity: None,
+            }),
+            "e" => match entry.changes.last_mut() {
+                Some(change) if !value.is_empty() => change.entity = Some(value),
+                Some(_) => {}
+                None => return Err(malformed(format!("entry `{id}`: `e` before `u`"))),
+            },
+            // Unknown fields are left for newer writers.
+            _ => {}
+        }
+    }
+    Ok(entry)
+}
+
+fn text(value: Value) -> Result<String, SyncError> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes).map_err(|_| malformed("stream field is not UTF-8".to_string()))
+        }
+        Value::SimpleString(s) => Ok(s),
+        Value::Int(i) => Ok(i.to_string()),
+        other => Err(malformed(format!("unexpected stream field {other:?}"))),
+    }
+}
+
+fn malformed(message: String) -> SyncError {
+    SyncError::Malformed(message)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn parses_an_entry_with_an_upsert_and_a_delete() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("cedar:{p0}:log"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("7-0"),
+                Value::Array(
+                    [
+                        "gen",
+                        "g1",
+                        "wid",
+                        "w7",
+                        "u",
+                        "User::\"a\"",
+                        "e",
+                        "{}",
+                        "u",
+                        "User::\"b\"",
+                        "e",
+                        "",
+                    ]
+                    .into_iter()
+                    .map(bulk)
+                    .collect(),
+                ),
+            ])]),
+        ])]);
+        let entries = parse_read(reply).unwrap();
+        assert_eq!(
+            entries,
+            vec![LogEntry {
+                revision: 7,
+                generation: "g1".into(),
+                write_id: "w7".into(),
+                changes: vec![
+                    RawChange {
+                        uid: "User::\"a\"".into(),
+                        entity: Some("{}".into())
+                    },
+                    RawChange {
+                        uid: "User::\"b\"".into(),
+                        entity: None
+                    },
+                ],
+            }]
+        );
+        assert!(parse_read(Value::Nil).unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_foreign_entry_ids() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("1700000000000-3"),
+            Value::Array(vec![]),
+        ])]);
+        assert!(parse_range(reply).is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! The replica: keeps this sidecar's entity graph equal to the Redis
+//! dataset. Loads a snapshot with `HSCAN`, then tails the stream with
+//! `XREAD BLOCK` on a dedicated connection and applies each write
+//! incrementally through [`SharedState`].
+//!
+//! Nothing may be lost, so every doubt ends in a full reload: on every
+//! reconnect and every idle timeout the replica checks that the dataset
+//! generation is unchanged and that the stream entry at its cursor still
+//! exists and is the very write it applied (same write id). A new
+//! generation (Redis restarted empty), a trimmed cursor (too far behind),
+//! a gap in revisions or a rewritten history (an older dataset restored, a
+//! failover to a lagging Redis replica) all reload.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cedar_policy::{EntityUid, Schema};
+use redis::Value;
+
+use super::keys::{decode_hash_value, entry_id, KeyLayout};
+use super::log::{parse_range, parse_read, LogEntry, RawChange};
+use super::target::{Conn, RedisTarget};
+use super::writer::scan_hash;
+use super::SyncError;
+use crate::engine::PolicyPack;
+use crate::entities::{parse_entity, EntityChange, EntityMap, StoredEntity};
+use crate::freshness::Freshness;
+use crate::state::{SharedState, Snapshot};
+
+/// Default time an idle `XREAD BLOCK` waits before the replica re-verifies
+/// its cursor (and proves contact with Redis).
+pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(1);
+/// Most stream entries read in one round trip.
+const READ_COUNT: usize = 1000;
+
+/// Keeps one [`SharedState`] in step with one Redis dataset.
+pub struct Replica {
+    /// Where Redis is.
+    pub target: Arc<RedisTarget>,
+    /// Which dataset.
+    pub keys: KeyLayout,
+    /// Where entities are published.
+    pub shared: Arc<SharedState>,
+    /// The pack to publish with the first snapshot (and the schema entities
+    /// are validated against until a snapshot exists).
+    pub pack: Arc<PolicyPack>,
+    /// Where applied revisions and contact are reported.
+    pub freshness: Arc<Freshness>,
+    /// How long an idle `XREAD BLOCK` waits before re-verifying.
+    pub idle_check: Duration,
+}
+
+/// What the replica has applied: enough to recognise the same history later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Position {
+    generation: Option<String>,
+    revision: u64,
+    write_id: Option<String>,
+}
+
+/// Why the replica must reload rather than continue.
+struct Reload(String);
+
+impl Replica {
+    /// Runs the replica forever on the current tokio runtime.
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
+    }
+
+    /// Loads, tails, verifies and reconnects, forever. Errors are reported
+    /// to [`Freshness`] and the log; the last good data keeps being served.
+    pub async fn run(self) {
+        let mut position = None;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let mut healthy = false;
+            let Err(error) = self.session(&mut position, &mut healthy).await;
+            if healthy {
+                backoff = Duration::from_millis(50);
+            }
+            tracing::warn!(redis = self.target.display(), %error, retry_in_ms = backoff.as_millis() as u64, "redis sync interrupted");
+            self.freshness.record_error(error.to_string());
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// One connection's lifetime. Returns only with the error that ended it.
+    async fn session(
+        &self,
+        position: &mut Option<Position>,
+        healthy: &mut bool,
+    ) -> Result<std::convert::Infallible, SyncError> {
+        let mut conn = self.target.connect(Duration::from_secs(5)).await?;
+        let mut tail = self
+            .target
+            .connect(self.idle_check + Duration::from_secs(5))
+            .await?;
+        loop {
+            let mut current = match position.take() {
+                Some(known) => match self.verify(&mut conn, &known).await? {
+                    Ok(()) => known,
+                    Err(Reload(reason)) => {
+                        self.reloading(reason);
+                        self.load(&mut conn).await?
+                    }
+                },
+                None => self.load(&mut conn).await?,
+            };
+            *position = Some(current.clone());
+            *healthy = true;
+            self.freshness.record_contact();
+            loop {
+                let reply: Value = redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(READ_COUNT)
+                    .arg("BLOCK")
+                    .arg(self.idle_check.as_millis() as u64)
+                    .arg("STREAMS")
+                    .arg(&self.keys.log)
+                    .arg(entry_id(current.revision))
+                    .query_async(&mut tail)
+                    .await?;
+                self.freshness.record_contact();
+                let entries = parse_read(reply)?;
+                let outcome = if entries.is_empty() {
+                    self.verify(&mut conn, &current).await?
+                } else {
+                    self.apply(&mut current, entries)
+                };
+                *position = Some(current.clone());
+                if let Err(Reload(reason)) = outcome {
+                    self.reloading(reason);
+                    *position = None;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn reloading(&self, reason: String) {
+        tracing::info!(%reason, "reloading entity snapshot from redis");
+        self.freshness.record_reload(reason);
+    }
+
+    /// Checks that Redis still holds the history this replica applied.
+    async fn verify(
+        &self,
+        conn: &mut Conn,
+        position: &Position,
+    ) -> Result<Result<(), Reload>, SyncError> {
+        let id = entry_id(position.revision);
+        let (generation, entry): (Option<String>, Value) = redis::pipe()
+            .cmd("GET")
+            .arg(&self.keys.generation)
+            .cmd("XRANGE")
+            .arg(&self.keys.log)
+            .arg(&id)
+            .arg(&id)
+            .query_async(conn)
+            .await?;
+        self.freshness.record_contact();
+        if generation != position.generation {
+            return Ok(Err(Reload(format!(
+                "dataset generation changed from {:?} to {:?}",
+                position.generation, generation
+            ))));
+        }
+        if position.revision == 0 {
+            return Ok(Ok(()));
+        }
+        Ok(match parse_range(entry)?.into_iter().next() {
+            Some(found) if Some(&found.write_id) == position.write_id.as_ref() => Ok(()),
+            Some(_) => Err(Reload(format!(
+                "stream entry {id} is not the write this replica applied (history rewritten)"
+            ))),
+            None => Err(Reload(format!(
+                "stream entry {id} is gone (trimmed or lost)"
+            ))),
+        })
+    }
+
+    /// Applies tailed entries, which must continue the history exactly.
+    fn apply(&self, position: &mut Position, entries: Vec<LogEntry>) -> Result<(), Reload> {
+        let schema = self.schema();
+        let mut changes = Vec::new();
+        let mut next = position.clone();
+        for entry in entries {
+            if entry.revision != next.revision + 1 {
+                return Err(Reload(format!(
+                    "gap in the stream: after revision {} came {}",
+                    next.revision, entry.revision
+                )));
+            }
+            check_generation(&mut next, &entry)?;
+            next.revision = entry.revision;
+            next.write_id = Some(entry.write_id);
+            changes.extend(self.convert(&schema, entry.changes));
+        }
+        self.shared.apply_entity_changes(changes, next.revision);
+        self.freshness.record_applied(next.revision);
+        *position = next;
+        Ok(())
+    }
+
+    /// Loads the whole dataset and publishes it. Writes that land during
+    /// the scan are replayed from the stream before publishing, so the
+    /// published map is exactly the dataset at one revision.
+    async fn load(&self, conn: &mut Conn) -> Result<Position, SyncError> {
+        let started = Instant::now();
+        let schema = self.schema();
+        let (generation, revision): (Option<String>, Option<u64>) = redis::pipe()
+            .cmd("GET")
+            .arg(&self.keys.generation)
+            .cmd("GET")
+            .arg(&self.keys.revision)
+            .query_async(conn)
+            .await?;
+        let base = revision.unwrap_or(0);
+        let mut entities = Vec::new();
+        let mut invalid = 0;
+        scan_hash(conn, &self.keys.entities, |uid, value| {
+            match parse_stored(&schema, &uid, &value) {
+                Ok(entity) => entities.push(entity),
+                Err(message) => {
+                    invalid += 1;
+                    tracing::error!(uid, %message, "entity in redis is invalid: not served");
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let mut position = Position {
+            generation,
+            revision: base,
+            write_id: None,
+        };
+        let mut changes = Vec::new();
+        let mut start = if base == 0 {
+            "-".to_string()
+        } else {
+            entry_id(base)
+        };
+        loop {
+            let reply: Value = redis::cmd("XRANGE")
+                .arg(&self.keys.log)
+                .arg(&start)
+                .arg("+")
+                .arg("COUNT")
+                .arg(READ_COUNT)
+                .query_async(conn)
+                .await?;
+            let entries = parse_range(reply)?;
+            let Some(last) = entries.last().map(|e| e.revision) else {
+                break;
+            };
+            for entry in entries {
+                if entry.revision == base && base > 0 {
+                    if Some(&entry.generation) != position.generation.as_ref() {
+                        return Err(SyncError::Moved(
+                            "generation changed during the snapshot".to_string(),
+                        ));
+                    }
+                    position.write_id = Some(entry.write_id);
+                    continue;
+                }
+                if entry.revision != position.revision + 1 {
+                    return Err(SyncError::Moved(format!(
+                        "stream moved during the snapshot: after revision {} came {}",
+                        position.revision, entry.revision
+                    )));
+                }
+                check_generation(&mut position, &entry)
+                    .map_err(|Reload(reason)| SyncError::Moved(reason))?;
+                position.revision = entry.revision;
+                position.write_id = Some(entry.write_id);
+                changes.extend(self.convert(&schema, entry.changes));
+            }
+            start = entry_id(last + 1);
+        }
+        if position.revision > 0 && position.write_id.is_none() {
+            return Err(SyncError::Moved(format!(
+                "stream entry {} is missing: the stream was trimmed or deleted during the snapshot",
+                entry_id(position.revision)
+            )));
+        }
+        let count = entities.len();
+        let mut map = EntityMap::from_entities(entities, base);
+        map.apply(changes, position.revision);
+        if !self.shared.replace_entities(map.clone()) {
+            self.shared.publish(Snapshot {
+                pack: self.pack.clone(),
+                entities: map,
+                pack_loaded_at: SystemTime::now(),
+            });
+        }
+        self.freshness.record_invalid(invalid, true);
+        self.freshness.record_applied(position.revision);
+        self.freshness.record_contact();
+        tracing::info!(
+            entities = count,
+            invalid,
+            revision = position.revision,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "loaded entity snapshot from redis"
+        );
+        Ok(position)
+    }
+
+    fn schema(&self) -> Arc<PolicyPack> {
+        self.shared
+            .snapshot()
+            .map(|s| s.pack.clone())
+            .unwrap_or_else(|| self.pack.clone())
+    }
+
+    /// Turns stream changes into store changes. An entity that fails
+    /// validation is removed rather than served half-understood.
+    fn convert(&self, pack: &PolicyPack, changes: Vec<RawChange>) -> Vec<EntityChange> {
+        let mut out = Vec::with_capacity(changes.len());
+        for change in changes {
+            let uid = match EntityUid::from_str(&change.uid) {
+                Ok(uid) => uid,
+                Err(error) => {
+                    self.freshness.record_invalid(1, false);
+                    tracing::error!(uid = change.uid, %error, "stream names an invalid uid: ignored");
+                    continue;
+                }
+            };
+            match change.entity {
+                None => out.push(EntityChange::Delete(uid)),
+                Some(json) => match parse_json_entity(&pack.schema, &json) {
+                    Ok(entity) => out.push(EntityChange::Upsert(Arc::new(entity))),
+                    Err(message) => {
+                        self.freshness.record_invalid(1, false);
+                        tracing::error!(uid = change.uid, %message, "entity in stream is invalid: not served");
+                        out.push(EntityChange::Delete(uid));
+                    }
+                },
+            }
+        }
+        out
+    }
+}
+
+/// Accepts the entry's generation: the same as ours, or the first write
+/// of a dataset that had none.
+fn check_generation(position: &mut Position, entry: &LogEntry) -> Result<(), Reload> {
+    match &position.generation {
+        Some(known) if *known == entry.generation => Ok(()),
+        None if position.revision == 0 => {
+            position.generation = Some(entry.generation.clone());
+            Ok(())
+        }
+        known => Err(Reload(format!(
+            "stream entry {} belongs to generation {:?}, not {:?}",
+            entry.revision, entry.generation, known
+        ))),
+    }
+}
+
+fn parse_stored(pack: &PolicyPack, uid: &str, value: &[u8]) -> Result<StoredEntity, String> {
+    let (_, json) =
+        decode_hash_value(value).ok_or_else(|| "not stored as `<rev>:<json>`".to_string())?;
+    let json = std::str::from_utf8(json).map_err(|_| "not UTF-8".to_string())?;
+    let entity = parse_json_entity(&pack.schema, json)?;
+    if entity.uid().to_string() != uid {
+        return Err(format!("stored under `{uid}` but is `{}`", entity.uid()));
+    }
+    Ok(entity)
+}
+
+fn parse_json_entity(schema: &Schema, json: &str) -> Result<StoredEntity, String> {
+    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    parse_entity(value, schema).map_err(|e| e.to_string())
+}

@@ -1,0 +1,10 @@
+//! Entity sync against real Redis servers: snapshot + tail, revocation,
+//! atomic batches, restarts with and without persistence, trimming,
+//! restores, convergence of several replicas, consistency tokens, staleness,
+//! Redis Cluster and the admin API. Every test spawns its own redis-server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cases;
+mod harness;
+mod proxy;
+mod server;
