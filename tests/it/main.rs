@@ -5,5 +5,6 @@ mod cli;
 mod engine;
 mod http;
 mod ops;
+mod policy_tests;
 mod slice_equivalence;
 mod support;

@@ -1,6 +1,5 @@
 //! `cedar-sidecar test` and `cedar-sidecar fmt` run as a user runs them:
 //! the real binary over fixture folders, asserting exit codes and output.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
