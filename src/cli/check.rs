@@ -2,6 +2,8 @@
 //! validates policies strictly against the schema and entities against the
 //! schema, and prints every problem with file:line:column.
 
+use std::io::Write;
+
 use clap::Args;
 
 use crate::config::PackArgs;
@@ -24,7 +26,8 @@ pub const EXIT_INVALID: i32 = 1;
 pub fn run_check(args: &CheckCommand) -> i32 {
     match check(&args.pack) {
         Ok(summary) => {
-            println!("{summary}");
+            // A closed pipe (`check | head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{summary}");
             EXIT_OK
         }
         Err(report) => {
