@@ -288,12 +288,20 @@ impl Replica {
         let count = entities.len();
         let mut map = EntityMap::from_entities(entities, base);
         map.apply(changes, position.revision);
-        if !self.shared.replace_entities(map.clone()) {
+        if self.shared.snapshot().is_none() {
             self.shared.publish(Snapshot {
                 pack: self.pack.clone(),
                 entities: map,
                 pack_loaded_at: SystemTime::now(),
             });
+        } else if !self
+            .shared
+            .replace_entities_checked(map, &schema.schema_version)
+        {
+            // The policy pack changed schema while we validated: again.
+            return Err(SyncError::Moved(
+                "the schema changed during the snapshot".to_string(),
+            ));
         }
         self.freshness.record_invalid(invalid, true);
         self.freshness.record_applied(position.revision);

@@ -532,8 +532,8 @@ async fn entities_cli_imports_the_demo_and_two_replicas_see_a_revocation() {
     let (code, out, err) = cli(&url, &["import", "demo/entities.json"], None);
     assert_eq!(code, 0, "{err}");
     let imported: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let first = sidecar(&[url.clone()], SidecarOptions::default());
-    let second = sidecar(&[url.clone()], SidecarOptions::default());
+    let first = sidecar(std::slice::from_ref(&url), SidecarOptions::default());
+    let second = sidecar(std::slice::from_ref(&url), SidecarOptions::default());
     let rev = imported["revision"].as_u64().unwrap();
     eventually(10, "both loaded", || {
         first.revision() == rev && second.revision() == rev
