@@ -112,6 +112,7 @@ async fn serve(
     sync: &SyncArgs,
     source: Source,
 ) -> std::io::Result<()> {
+    let metrics = Arc::new(Metrics::default());
     let (shared, freshness, entity_writer, entity_source) = match source {
         Source::File(snapshot) => {
             let revision = snapshot.entities.revision();
@@ -122,14 +123,19 @@ async fn serve(
                 format!("file:{}", config.entities.display()),
             )
         }
-        Source::Redis(pack) => start_replica(redis, sync, pack, config.admin_token.is_some())
-            .map_err(|e| std::io::Error::other(e.to_string()))?,
+        Source::Redis(pack) => start_replica(
+            redis,
+            sync,
+            pack,
+            config.admin_token.is_some(),
+            metrics.clone(),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?,
     };
     // Only the file source has an entities file to watch and reload.
     let entities_file = entity_source
         .starts_with("file:")
         .then(|| config.entities.clone());
-    let metrics = Arc::new(Metrics::default());
     let decision_log = Arc::new(DecisionLog::start(
         config.decision_log.clone(),
         metrics.clone(),
@@ -209,6 +215,7 @@ fn start_replica(
     sync: &SyncArgs,
     pack: Arc<PolicyPack>,
     admin: bool,
+    metrics: Arc<Metrics>,
 ) -> Result<Started, crate::sync::SyncError> {
     let target = redis.target()?;
     let shared = Arc::new(SharedState::default());
@@ -229,6 +236,7 @@ fn start_replica(
         pack,
         freshness: freshness.clone(),
         idle_check: sync.idle_check(),
+        metrics,
     }
     .spawn();
     Ok((shared, freshness, writer, source))

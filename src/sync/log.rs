@@ -17,6 +17,9 @@ pub struct LogEntry {
     /// applied, even after a restore brought back the same revision number
     /// with different content.
     pub write_id: String,
+    /// Server time of the write, in Unix milliseconds (absent in entries
+    /// written by older writers).
+    pub written_at_ms: Option<u64>,
     /// The entities the write set or deleted, in order.
     pub changes: Vec<RawChange>,
 }
@@ -79,6 +82,7 @@ fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
         revision,
         generation: String::new(),
         write_id: String::new(),
+        written_at_ms: None,
         changes: Vec::new(),
     };
     let mut fields = fields.into_iter();
@@ -87,6 +91,7 @@ fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
         match text(name)?.as_str() {
             "gen" => entry.generation = value,
             "wid" => entry.write_id = value,
+            "ts" => entry.written_at_ms = value.parse().ok(),
             "u" => entry.changes.push(RawChange {
                 uid: value,
                 entity: None,
@@ -139,6 +144,8 @@ mod tests {
                         "g1",
                         "wid",
                         "w7",
+                        "ts",
+                        "1700000000123",
                         "u",
                         "User::\"a\"",
                         "e",
@@ -161,6 +168,7 @@ mod tests {
                 revision: 7,
                 generation: "g1".into(),
                 write_id: "w7".into(),
+                written_at_ms: Some(1_700_000_000_123),
                 changes: vec![
                     RawChange {
                         uid: "User::\"a\"".into(),

@@ -27,6 +27,7 @@ use crate::engine::PolicyPack;
 use crate::entities::{parse_entity, EntityChange, EntityMap, StoredEntity};
 use crate::freshness::Freshness;
 use crate::state::{SharedState, Snapshot};
+use crate::telemetry::Metrics;
 
 /// Default time an idle `XREAD BLOCK` waits before the replica re-verifies
 /// its cursor (and proves contact with Redis).
@@ -49,6 +50,8 @@ pub struct Replica {
     pub freshness: Arc<Freshness>,
     /// How long an idle `XREAD BLOCK` waits before re-verifying.
     pub idle_check: Duration,
+    /// Reconnects, reloads and the write time of the last applied change.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the replica has applied: enough to recognise the same history later.
@@ -81,6 +84,7 @@ impl Replica {
             }
             tracing::warn!(redis = self.target.display(), %error, retry_in_ms = backoff.as_millis() as u64, "redis sync interrupted");
             self.freshness.record_error(error.to_string());
+            self.metrics.record_sync_reconnect();
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
@@ -142,6 +146,7 @@ impl Replica {
     fn reloading(&self, reason: String) {
         tracing::info!(%reason, "reloading entity snapshot from redis");
         self.freshness.record_reload(reason);
+        self.metrics.record_sync_reload();
     }
 
     /// Checks that Redis still holds the history this replica applied.
@@ -186,6 +191,7 @@ impl Replica {
         let schema = self.schema();
         let mut changes = Vec::new();
         let mut next = position.clone();
+        let mut last_written = None;
         for entry in entries {
             if entry.revision != next.revision + 1 {
                 return Err(Reload(format!(
@@ -196,10 +202,15 @@ impl Replica {
             check_generation(&mut next, &entry)?;
             next.revision = entry.revision;
             next.write_id = Some(entry.write_id);
+            last_written = entry.written_at_ms.or(last_written);
             changes.extend(self.convert(&schema, entry.changes));
         }
         self.shared.apply_entity_changes(changes, next.revision);
         self.freshness.record_applied(next.revision);
+        if let Some(ms) = last_written {
+            self.metrics
+                .record_sync_applied(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+        }
         *position = next;
         Ok(())
     }

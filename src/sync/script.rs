@@ -16,7 +16,8 @@ pub const MAX_CHANGES_PER_WRITE: usize = 1000;
 /// generation. `ARGV` = expected revision (empty: any), stream `MAXLEN`
 /// (approximate), a candidate generation (used only by the very first
 /// write), a unique write id, then pairs of entity uid and entity JSON
-/// (empty JSON = delete). Returns `{"ok", rev}` or `{"conflict", current}`.
+/// (empty JSON = delete). The entry also records the server time of the
+/// write in ms (`ts`), from which replicas report their lag. Returns `{"ok", rev}` or `{"conflict", current}`.
 pub const WRITE_SCRIPT: &str = r"
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= current then
@@ -30,7 +31,9 @@ if not gen then
   gen = ARGV[3]
 end
 local rev = current + 1
-local fields = {'gen', gen, 'wid', ARGV[4]}
+local now = redis.call('TIME')
+local ts = string.format('%d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+local fields = {'gen', gen, 'wid', ARGV[4], 'ts', ts}
 for i = 5, #ARGV, 2 do
   fields[#fields + 1] = 'u'
   fields[#fields + 1] = ARGV[i]

@@ -34,6 +34,25 @@ async fn writes_reach_decisions_and_a_delete_revokes() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["decision"], "Deny", "the delete revokes");
     assert_eq!(replica.reloads(), 0);
+
+    // The lag gauge is measured from the write time recorded in the stream.
+    let text = replica
+        .state
+        .metrics
+        .render(&cedar_sidecar::telemetry::SnapshotGauges {
+            policy_version: "v",
+            entities: 0,
+            revision: 0,
+            policies: 0,
+        });
+    let lag: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cedar_sync_lag_seconds "))
+        .expect("lag gauge")
+        .parse()
+        .unwrap();
+    assert!((0.0..60.0).contains(&lag), "lag {lag}");
+    assert!(text.contains("cedar_sync_reloads_total 0"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,6 +198,13 @@ async fn a_stream_trimmed_past_a_disconnected_replica_reloads() {
     eventually(10, "snapshot", || replica.revision() == rev).await;
 
     proxy.cut();
+    // The cut closes connections asynchronously: wait until the replica has
+    // lost its connection, so the writes below cannot reach it through a
+    // reply already in flight.
+    eventually(10, "the replica notices the cut", || {
+        replica.state.freshness.report().last_error.is_some()
+    })
+    .await;
     delete_users(&writer, &["ana"]).await;
     let mut last = 0;
     for i in 0..40 {

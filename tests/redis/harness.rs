@@ -88,6 +88,7 @@ pub fn sidecar(urls: &[String], options: SidecarOptions) -> Sidecar {
         pack: pack(),
         freshness: freshness.clone(),
         idle_check: options.idle_check,
+        metrics: state.metrics.clone(),
     }
     .spawn();
     Sidecar { state, task }
