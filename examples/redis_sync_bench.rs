@@ -88,6 +88,7 @@ fn replica(url: &str, pack: &Arc<PolicyPack>) -> Running {
         pack: pack.clone(),
         freshness: freshness.clone(),
         idle_check: Duration::from_secs(1),
+        metrics: Arc::new(cedar_sidecar::telemetry::Metrics::default()),
     }
     .spawn();
     Running {
