@@ -32,6 +32,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
             "count": s.entities.len(),
             "revision": s.entities.revision(),
         })),
+        "sync": state.freshness.report(),
         "decision_log": {
             "sink": state.decision_log.config().sink,
             "dropped": state.metrics.decision_log_drops(),

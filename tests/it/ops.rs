@@ -518,6 +518,10 @@ async fn reload_applies_valid_edits_and_keeps_the_last_good_set_on_errors() {
     let (_, _, status) = call(&app, "GET", "/v1/status", "", &[]).await;
     let status: Value = serde_json::from_str(&status).unwrap();
     assert!(status["last_reload"]["last_error"].is_null());
+    assert_eq!(status["policies"]["policies"], 4);
+    assert_eq!(status["entities"]["revision"], 1);
+    assert_eq!(status["sync"]["tracked"], false);
+    assert!(status["uptime_seconds"].is_u64() && status["build_version"].is_string());
 }
 
 #[tokio::test]
