@@ -12,10 +12,12 @@
 //! - [`http`]: the axum API; wire types and the error table live here only.
 //! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
 //!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
-//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`).
+//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `bench`).
 //! - [`config`]: typed settings from flags, environment and a TOML file.
+//! - [`bench`]: synthetic data and the benchmarks (`cedar-sidecar bench`, `benches/`).
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;

@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod bench;
 mod check;
 mod fmt;
 mod probe;
@@ -8,6 +9,7 @@ mod test;
 
 use clap::{Parser, Subcommand};
 
+pub use bench::run_bench;
 pub use check::run_check;
 pub use fmt::{format_text, run_fmt};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
@@ -35,6 +37,8 @@ pub enum Command {
     Test(test::TestCommand),
     /// Format `.cedar` files with Cedar's formatter.
     Fmt(fmt::FmtCommand),
+    /// Measure: HTTP load on loopback, or load time and memory per store size.
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -48,5 +52,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Probe(args) => probe::run_probe(&args),
         Command::Test(args) => run_test(&args),
         Command::Fmt(args) => run_fmt(&args),
+        Command::Bench(args) => run_bench(args),
     }
 }
