@@ -55,6 +55,11 @@ pub struct HttpBenchReport {
     pub decision_to_noop: f64,
     /// `/v1/is_authorized` at half of its saturation throughput.
     pub decision_half_load: LoadResult,
+    /// `/v1/is_authorized` from one connection, one request at a time.
+    pub decision_one_client: LoadResult,
+    /// A batch of 100 from one connection, one batch at a time: the
+    /// latency of a batch without queueing behind others.
+    pub batch_one_client: LoadResult,
 }
 
 /// Why the benchmark could not run.
@@ -140,18 +145,19 @@ pub fn run_http_bench(
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let saturate = |path: &str, bodies: &[String]| -> Result<LoadResult, HttpBenchError> {
-        let target = Target {
-            path: path.to_string(),
-            bodies: bodies.to_vec(),
+    let closed =
+        |path: &str, bodies: &[String], connections: usize| -> Result<LoadResult, HttpBenchError> {
+            let target = Target {
+                path: path.to_string(),
+                bodies: bodies.to_vec(),
+            };
+            let shape = LoadShape {
+                connections,
+                duration: config.duration,
+                rate: None,
+            };
+            Ok(client.block_on(loadgen::run(addr, &target, shape))?)
         };
-        let shape = LoadShape {
-            connections: config.connections,
-            duration: config.duration,
-            rate: None,
-        };
-        Ok(client.block_on(loadgen::run(addr, &target, shape))?)
-    };
     // Warm up connections, allocator and caches.
     client.block_on(loadgen::run(
         addr,
@@ -167,6 +173,7 @@ pub fn run_http_bench(
     ))?;
 
     // The no-op route gets the same bodies as single decisions.
+    let saturate = |path: &str, bodies: &[String]| closed(path, bodies, config.connections);
     let noop = saturate(NOOP_PATH, &singles)?;
     progress(&line("no-op", &noop));
     let decision = saturate("/v1/is_authorized", &singles)?;
@@ -186,6 +193,10 @@ pub fn run_http_bench(
         },
     ))?;
     progress(&line("is_authorized at half load", &half));
+    let decision_one_client = closed("/v1/is_authorized", &singles, 1)?;
+    progress(&line("is_authorized, one client", &decision_one_client));
+    let batch_one_client = closed("/v1/is_authorized/batch", &batches, 1)?;
+    progress(&line("batch of 100, one client", &batch_one_client));
 
     let _ = stop.send(());
     let _ = server.block_on(serving);
@@ -197,6 +208,8 @@ pub fn run_http_bench(
         decision,
         batch,
         decision_half_load: half,
+        decision_one_client,
+        batch_one_client,
     })
 }
 

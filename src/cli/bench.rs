@@ -86,6 +86,15 @@ enum BenchWhat {
         #[arg(long)]
         chart: Option<PathBuf>,
     },
+    /// Redraw the chart from the JSON that `scale --json` wrote.
+    Chart {
+        /// Results of `scale --json`.
+        #[arg(long)]
+        from: PathBuf,
+        /// The SVG to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// (internal) One measurement of `scale`, printed as JSON.
     #[command(hide = true)]
     LoadChild {
@@ -190,6 +199,16 @@ fn run(what: BenchWhat) -> Result<(), String> {
                 println!("chart: {}", path.display());
             }
             write_json(json.as_ref(), &points)
+        }
+        BenchWhat::Chart { from, out } => {
+            let text = std::fs::read_to_string(&from)
+                .map_err(|e| format!("cannot read `{}`: {e}", from.display()))?;
+            let mut points: Vec<ScalePoint> = serde_json::from_str(&text)
+                .map_err(|e| format!("`{}` is not `scale --json` output: {e}", from.display()))?;
+            points.sort_by_key(|p| p.entities);
+            draw_scale_chart(&points, &out).map_err(|e| e.to_string())?;
+            println!("chart: {}", out.display());
+            Ok(())
         }
         BenchWhat::LoadChild {
             pack,
