@@ -17,7 +17,7 @@ use super::gen::{generate, request_json};
 use super::loadgen::{self, LoadResult, LoadShape, Target};
 use crate::engine::PolicyPack;
 use crate::entities::EntityMap;
-use crate::http::{router, AppState, HttpLimits};
+use crate::http::{router, AppState};
 use crate::state::{SharedState, Snapshot};
 
 /// The path of the bench-only no-op route.
@@ -121,10 +121,7 @@ pub fn run_http_bench(
         pack_loaded_at: SystemTime::now(),
     };
     drop(data);
-    let state = AppState {
-        shared: Arc::new(SharedState::ready(snapshot)),
-        limits: HttpLimits::default(),
-    };
+    let state = AppState::new(Arc::new(SharedState::ready(snapshot)));
 
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server_threads.max(1))
