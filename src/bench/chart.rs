@@ -49,30 +49,22 @@ pub fn draw_scale_chart(points: &[ScalePoint], path: &Path) -> Result<(), ChartE
             .x_label_formatter(&|x| human(*x))
             .draw()
             .map_err(|e| err(&e))?;
-        for (name, color, pick) in [
-            (
-                "p50",
-                BLUE,
-                (|p: &ScalePoint| p.decide_p50_us) as fn(&ScalePoint) -> f64,
-            ),
-            ("p99", RED, |p: &ScalePoint| p.decide_p99_us),
-        ] {
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().map(|p| (p.entities as f64, pick(p))),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart
-                .draw_series(
-                    points
-                        .iter()
-                        .map(|p| Circle::new((p.entities as f64, pick(p)), 4, color.filled())),
-                )
-                .map_err(|e| err(&e))?;
-        }
+        let p50 = |p: &ScalePoint| p.decide_p50_us;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.entities as f64, p50(p))),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?
+            .label("p50")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+        chart
+            .draw_series(
+                points
+                    .iter()
+                    .map(|p| Circle::new((p.entities as f64, p50(p)), 4, BLUE.filled())),
+            )
+            .map_err(|e| err(&e))?;
         chart
             .configure_series_labels()
             .border_style(BLACK)
