@@ -12,13 +12,15 @@
 //! - [`http`]: the axum API; wire types and the error table live here only.
 //! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
 //!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
-//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `entities`).
+//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `entities`, `bench`).
 //! - [`sync`]: entity sources; the Redis replica and writer (the only
 //!   module that imports `redis`).
 //! - [`freshness`]: applied revision, contact with the source, staleness.
 //! - [`config`]: typed settings from flags, environment and a TOML file.
+//! - [`bench`]: synthetic data and the benchmarks (`cedar-sidecar bench`, `benches/`).
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod diagnostics;

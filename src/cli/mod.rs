@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand.
 
+mod bench;
 mod check;
 mod entities;
 mod fmt;
@@ -9,6 +10,7 @@ mod test;
 
 use clap::{Parser, Subcommand};
 
+pub use bench::run_bench;
 pub use check::run_check;
 pub use entities::run_entities;
 pub use fmt::{format_text, run_fmt};
@@ -39,6 +41,8 @@ pub enum Command {
     Fmt(fmt::FmtCommand),
     /// Write, read and export the entity dataset in Redis.
     Entities(entities::EntitiesCommand),
+    /// Measure: HTTP load on loopback, or load time and memory per store size.
+    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -56,5 +60,6 @@ pub fn run(cli: Cli) -> i32 {
             serve::init_logging(crate::config::LogFormat::Human);
             run_entities(args)
         }
+        Command::Bench(args) => run_bench(args),
     }
 }

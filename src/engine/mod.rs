@@ -2,11 +2,13 @@
 //! and deciding them. No I/O happens here except reading the files a loader
 //! is pointed at; nothing here touches the network.
 
+mod action_index;
 mod decide;
 mod pack;
 mod policies;
 mod schema;
 
+pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
 pub use pack::{PackSources, PolicyPack};
 pub use policies::{

@@ -5,8 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Effect, EntityUid, PolicyId, Schema};
+use cedar_policy::{Authorizer, Effect, EntityUid, PolicyId, PolicySet, Schema};
 
+use super::action_index::ActionIndex;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
@@ -47,9 +48,20 @@ pub struct PolicyPack {
     pub schema_version: String,
     /// Cedar's authorizer (stateless, kept to avoid re-creating it).
     pub authorizer: Authorizer,
+    /// For each action, the policies whose action scope can match it.
+    pub by_action: ActionIndex,
 }
 
 impl PolicyPack {
+    /// The policies a request for `action` must evaluate: the action's
+    /// indexed subset, or the whole set when there is none. Deciding on
+    /// either gives the same answer (see [`ActionIndex`]).
+    pub fn policies_for(&self, action: &EntityUid) -> &PolicySet {
+        self.by_action
+            .policies_for(action)
+            .unwrap_or(&self.files.set)
+    }
+
     /// Loads, parses and strictly validates a pack from disk.
     pub fn load(sources: &PackSources) -> Result<Self, Problems> {
         let (files, mut problems) = load_policy_dir(&sources.policies);
@@ -107,6 +119,7 @@ impl PolicyPack {
         } else {
             Vec::new()
         };
+        let by_action = ActionIndex::build(&files.set, &actions);
         let forbids = files
             .info
             .iter()
@@ -124,6 +137,7 @@ impl PolicyPack {
             literal_roots,
             forbids,
             authorizer: Authorizer::new(),
+            by_action,
         })
     }
 }
