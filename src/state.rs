@@ -46,10 +46,7 @@ impl SharedState {
 
     /// Publishes a first or replacement snapshot.
     pub fn publish(&self, snapshot: Snapshot) {
-        let _guard = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let _guard = self.lock_writer();
         self.current.store(Some(Arc::new(snapshot)));
     }
 
@@ -60,21 +57,11 @@ impl SharedState {
         changes: impl IntoIterator<Item = EntityChange>,
         revision: u64,
     ) -> bool {
-        let _guard = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let Some(current) = self.current.load_full() else {
-            return false;
-        };
-        let mut entities = current.entities.clone();
-        entities.apply(changes, revision);
-        self.current.store(Some(Arc::new(Snapshot {
-            pack: current.pack.clone(),
-            entities,
-            pack_loaded_at: current.pack_loaded_at,
-        })));
-        true
+        self.update_entities(|current| {
+            let mut entities = current.entities.clone();
+            entities.apply(changes, revision);
+            Some(entities)
+        })
     }
 
     /// Swaps in a new policy pack with the current entities, after
@@ -103,13 +90,27 @@ impl SharedState {
     /// `schema_version`. If the pack changed schema meanwhile nothing is
     /// replaced and `false` is returned, so the caller checks again.
     pub fn replace_entities_checked(&self, entities: EntityMap, schema_version: &str) -> bool {
+        self.update_entities(|current| {
+            (current.pack.schema_version == schema_version).then_some(entities)
+        })
+    }
+
+    /// Replaces all entity data (a fresh snapshot from a source).
+    pub fn replace_entities(&self, entities: EntityMap) -> bool {
+        self.update_entities(|_| Some(entities))
+    }
+
+    /// Under the writer lock, publishes the entities `next` derives from the
+    /// current snapshot (with the same pack). False when there is no
+    /// snapshot yet or `next` declines.
+    fn update_entities(&self, next: impl FnOnce(&Snapshot) -> Option<EntityMap>) -> bool {
         let _guard = self.lock_writer();
         let Some(current) = self.current.load_full() else {
             return false;
         };
-        if current.pack.schema_version != schema_version {
+        let Some(entities) = next(&current) else {
             return false;
-        }
+        };
         self.current.store(Some(Arc::new(Snapshot {
             pack: current.pack.clone(),
             entities,
@@ -122,22 +123,5 @@ impl SharedState {
         self.writer
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-    }
-
-    /// Replaces all entity data (a fresh snapshot from a source).
-    pub fn replace_entities(&self, entities: EntityMap) -> bool {
-        let _guard = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let Some(current) = self.current.load_full() else {
-            return false;
-        };
-        self.current.store(Some(Arc::new(Snapshot {
-            pack: current.pack.clone(),
-            entities,
-            pack_loaded_at: current.pack_loaded_at,
-        })));
-        true
     }
 }
