@@ -153,6 +153,24 @@ pub struct ConfigFile {
     watch_debounce_ms: Option<u64>,
     #[serde(default)]
     decision_log: DecisionLogFile,
+    #[serde(default)]
+    redis: RedisFile,
+}
+
+/// The `[redis]` table: where entities come from, and freshness settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedisFile {
+    url: Option<Vec<String>>,
+    cluster: Option<bool>,
+    sentinel_master: Option<String>,
+    prefix: Option<String>,
+    partition: Option<String>,
+    stream_maxlen: Option<u64>,
+    stale_after_ms: Option<u64>,
+    serve_stale: Option<bool>,
+    consistency_wait_ms: Option<u64>,
+    idle_check_ms: Option<u64>,
 }
 
 /// The `[decision_log]` table.
@@ -197,6 +215,12 @@ pub struct ServeConfig {
     pub watch_debounce: Duration,
     /// Decision log settings.
     pub decision_log: DecisionLogConfig,
+    /// Redis settings (entities come from Redis when a URL is set).
+    #[serde(serialize_with = "redis_display")]
+    pub redis: RedisArgs,
+    /// Freshness and consistency settings for the Redis source.
+    #[serde(serialize_with = "sync_display")]
+    pub sync: SyncArgs,
 }
 
 /// A configuration problem, naming the key.
@@ -233,6 +257,8 @@ impl ServeConfig {
     /// over defaults. `admin_token_env` is `CEDAR_SIDECAR_ADMIN_TOKEN`.
     pub fn resolve(
         flags: &ServeFlags,
+        redis: &RedisArgs,
+        sync: &SyncArgs,
         admin_token_env: Option<String>,
     ) -> Result<Self, ConfigError> {
         let file = match &flags.config {
@@ -297,6 +323,8 @@ impl ServeConfig {
                 ),
                 max_files: pick(&flags.decision_log_max_files, log.max_files, 5),
             },
+            redis: redis.with_file(&file.redis),
+            sync: sync.with_file(&file.redis),
         };
         config.validate()?;
         Ok(config)
@@ -379,6 +407,65 @@ fn read_token_file(path: &Path) -> Result<String, ConfigError> {
     Ok(token)
 }
 
+fn redis_display<S: serde::Serializer>(redis: &RedisArgs, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut out = s.serialize_struct("redis", 6)?;
+    out.serialize_field("url", &redis.redacted_urls())?;
+    out.serialize_field("cluster", &redis.redis_cluster)?;
+    out.serialize_field("sentinel_master", &redis.redis_sentinel_master)?;
+    out.serialize_field(
+        "prefix",
+        redis
+            .redis_prefix
+            .as_deref()
+            .unwrap_or(crate::sync::keys::DEFAULT_PREFIX),
+    )?;
+    out.serialize_field(
+        "partition",
+        redis
+            .redis_partition
+            .as_deref()
+            .unwrap_or(crate::sync::keys::DEFAULT_PARTITION),
+    )?;
+    out.serialize_field("stream_maxlen", &redis.stream_maxlen())?;
+    out.end()
+}
+
+fn sync_display<S: serde::Serializer>(sync: &SyncArgs, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let policy = sync.freshness();
+    let mut out = s.serialize_struct("sync", 4)?;
+    out.serialize_field(
+        "stale_after",
+        &format!("{}ms", policy.stale_after.as_millis()),
+    )?;
+    out.serialize_field("serve_stale", &policy.serve_stale)?;
+    out.serialize_field(
+        "consistency_wait",
+        &format!("{}ms", policy.max_wait.as_millis()),
+    )?;
+    out.serialize_field(
+        "idle_check",
+        &format!("{}ms", sync.idle_check().as_millis()),
+    )?;
+    out.end()
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:[redacted]@host`.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
+        None if !userinfo.is_empty() => format!("{scheme}://[redacted]@{host}"),
+        None => url.to_string(),
+    }
+}
+
 fn redacted<S: serde::Serializer>(token: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match token {
         Some(_) => s.serialize_str("[redacted]"),
@@ -417,15 +504,15 @@ pub struct RedisArgs {
         conflicts_with = "redis_cluster"
     )]
     pub redis_sentinel_master: Option<String>,
-    /// First part of every key.
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PREFIX", default_value = crate::sync::keys::DEFAULT_PREFIX)]
-    pub redis_prefix: String,
-    /// The dataset's partition (its hash tag).
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PARTITION", default_value = crate::sync::keys::DEFAULT_PARTITION)]
-    pub redis_partition: String,
-    /// Approximate length writers trim the change stream to.
-    #[arg(long, env = "CEDAR_SIDECAR_STREAM_MAXLEN", default_value_t = crate::sync::writer::DEFAULT_STREAM_MAXLEN)]
-    pub stream_maxlen: u64,
+    /// First part of every key [default: cedar].
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// The dataset's partition (its hash tag) [default: p0].
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PARTITION")]
+    pub redis_partition: Option<String>,
+    /// Approximate length writers trim the change stream to [default: 1000000].
+    #[arg(long, env = "CEDAR_SIDECAR_STREAM_MAXLEN")]
+    pub stream_maxlen: Option<u64>,
 }
 
 impl RedisArgs {
@@ -447,7 +534,48 @@ impl RedisArgs {
 
     /// The dataset's keys.
     pub fn keys(&self) -> KeyLayout {
-        KeyLayout::new(&self.redis_prefix, &self.redis_partition)
+        KeyLayout::new(
+            self.redis_prefix
+                .as_deref()
+                .unwrap_or(crate::sync::keys::DEFAULT_PREFIX),
+            self.redis_partition
+                .as_deref()
+                .unwrap_or(crate::sync::keys::DEFAULT_PARTITION),
+        )
+    }
+
+    /// Approximate length writers trim the change stream to.
+    pub fn stream_maxlen(&self) -> u64 {
+        self.stream_maxlen
+            .unwrap_or(crate::sync::writer::DEFAULT_STREAM_MAXLEN)
+    }
+
+    /// These settings, completed from the config file's `[redis]` table
+    /// where no flag or environment variable gave them.
+    fn with_file(&self, file: &RedisFile) -> Self {
+        Self {
+            redis_url: if self.enabled() {
+                self.redis_url.clone()
+            } else {
+                file.url.clone().unwrap_or_default()
+            },
+            redis_cluster: self.redis_cluster || file.cluster.unwrap_or(false),
+            redis_sentinel_master: self
+                .redis_sentinel_master
+                .clone()
+                .or_else(|| file.sentinel_master.clone()),
+            redis_prefix: self.redis_prefix.clone().or_else(|| file.prefix.clone()),
+            redis_partition: self
+                .redis_partition
+                .clone()
+                .or_else(|| file.partition.clone()),
+            stream_maxlen: self.stream_maxlen.or(file.stream_maxlen),
+        }
+    }
+
+    /// The URLs with any password replaced, for display.
+    fn redacted_urls(&self) -> Vec<String> {
+        self.redis_url.iter().map(|u| redact_password(u)).collect()
     }
 
     /// The resolved target (parses URLs; no I/O).
@@ -460,7 +588,7 @@ impl RedisArgs {
         Ok(RedisWriter::new(
             self.target()?,
             self.keys(),
-            self.stream_maxlen,
+            self.stream_maxlen(),
         ))
     }
 }
@@ -470,31 +598,41 @@ impl RedisArgs {
 pub struct SyncArgs {
     /// Out of contact with Redis for longer than this (ms) = stale: `/readyz`
     /// and decisions answer 503 unless `--serve-stale`.
-    #[arg(long, env = "CEDAR_SIDECAR_STALE_AFTER_MS", default_value_t = 10_000)]
-    pub stale_after_ms: u64,
+    #[arg(long, env = "CEDAR_SIDECAR_STALE_AFTER_MS")]
+    pub stale_after_ms: Option<u64>,
     /// Keep answering decisions from stale data.
     #[arg(long, env = "CEDAR_SIDECAR_SERVE_STALE")]
     pub serve_stale: bool,
     /// Longest wait (ms) for a request's `consistency.at_least` revision.
-    #[arg(long, env = "CEDAR_SIDECAR_CONSISTENCY_WAIT_MS", default_value_t = 100)]
-    pub consistency_wait_ms: u64,
+    #[arg(long, env = "CEDAR_SIDECAR_CONSISTENCY_WAIT_MS")]
+    pub consistency_wait_ms: Option<u64>,
     /// An idle replica re-verifies its stream cursor this often (ms).
-    #[arg(long, env = "CEDAR_SIDECAR_IDLE_CHECK_MS", default_value_t = 1000)]
-    pub idle_check_ms: u64,
+    #[arg(long, env = "CEDAR_SIDECAR_IDLE_CHECK_MS")]
+    pub idle_check_ms: Option<u64>,
 }
 
 impl SyncArgs {
     /// The staleness and waiting policy.
     pub fn freshness(&self) -> FreshnessPolicy {
         FreshnessPolicy {
-            stale_after: Duration::from_millis(self.stale_after_ms),
+            stale_after: Duration::from_millis(self.stale_after_ms.unwrap_or(10_000)),
             serve_stale: self.serve_stale,
-            max_wait: Duration::from_millis(self.consistency_wait_ms),
+            max_wait: Duration::from_millis(self.consistency_wait_ms.unwrap_or(100)),
         }
     }
 
     /// How often an idle replica verifies its cursor.
     pub fn idle_check(&self) -> Duration {
-        Duration::from_millis(self.idle_check_ms.max(10))
+        Duration::from_millis(self.idle_check_ms.unwrap_or(1000).max(10))
+    }
+
+    /// These settings, completed from the config file's `[redis]` table.
+    fn with_file(&self, file: &RedisFile) -> Self {
+        Self {
+            stale_after_ms: self.stale_after_ms.or(file.stale_after_ms),
+            serve_stale: self.serve_stale || file.serve_stale.unwrap_or(false),
+            consistency_wait_ms: self.consistency_wait_ms.or(file.consistency_wait_ms),
+            idle_check_ms: self.idle_check_ms.or(file.idle_check_ms),
+        }
     }
 }

@@ -41,7 +41,7 @@ enum Source {
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
 pub fn run_serve(args: ServeCommand) -> i32 {
     let admin_token_env = std::env::var("CEDAR_SIDECAR_ADMIN_TOKEN").ok();
-    let config = match ServeConfig::resolve(&args.flags, admin_token_env) {
+    let config = match ServeConfig::resolve(&args.flags, &args.redis, &args.sync, admin_token_env) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("error: {error}");
@@ -53,7 +53,7 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         return 0;
     }
     init_logging(config.log_format);
-    let loaded = if args.redis.enabled() {
+    let loaded = if config.redis.enabled() {
         PolicyPack::load(&config.sources())
             .map(|pack| Source::Redis(Arc::new(pack)))
             .map_err(|p| p.render())
@@ -78,7 +78,8 @@ pub fn run_serve(args: ServeCommand) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(serve(config, &args.redis, &args.sync, source)) {
+    let (redis, sync) = (config.redis.clone(), config.sync.clone());
+    match runtime.block_on(serve(config, &redis, &sync, source)) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");
@@ -224,7 +225,7 @@ fn start_replica(
         Arc::new(RedisWriter::new(
             target.clone(),
             redis.keys(),
-            redis.stream_maxlen,
+            redis.stream_maxlen(),
         ))
     });
     let source = format!("redis:{}", target.display());

@@ -20,7 +20,7 @@ use super::Metrics;
 pub const MASKED: &str = "[masked]";
 
 /// Where records go.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecisionLogSink {
     /// No decision log.
     Off,
@@ -28,6 +28,17 @@ pub enum DecisionLogSink {
     Stdout,
     /// A file, rotated by size.
     File(PathBuf),
+}
+
+/// Shown as written in configuration: `off`, `stdout` or the file path.
+impl Serialize for DecisionLogSink {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Off => s.serialize_str("off"),
+            Self::Stdout => s.serialize_str("stdout"),
+            Self::File(path) => s.serialize_str(&path.display().to_string()),
+        }
+    }
 }
 
 impl std::str::FromStr for DecisionLogSink {
@@ -61,6 +72,7 @@ pub struct DecisionLogConfig {
     /// Keep one allow in this many (1 keeps all). Denies are never sampled.
     pub sample_allows: u64,
     /// Context keys (at any depth) whose values are replaced by `[masked]`.
+    #[serde(rename = "mask")]
     pub mask_keys: Vec<String>,
     /// Records that may wait for the writer before new ones are dropped.
     pub buffer: usize,

@@ -700,7 +700,7 @@ fn print_config_shows_precedence_and_redacts_secrets() {
     let file = dir.path().join("sidecar.toml");
     std::fs::write(
         &file,
-        "listen = \"127.0.0.1:9001\"\nmax_batch = 7\nmax_body_bytes = 2048\n[decision_log]\nsink = \"stdout\"\nmask = [\"password\"]\n",
+        "listen = \"127.0.0.1:9001\"\nmax_batch = 7\nmax_body_bytes = 2048\n[decision_log]\nsink = \"stdout\"\nmask = [\"password\"]\n[redis]\nurl = [\"redis://app:hunter2@10.1.2.3:6379\"]\nprefix = \"authz\"\nstale_after_ms = 5000\n",
     )
     .unwrap();
     let output = sidecar()
@@ -710,6 +710,7 @@ fn print_config_shows_precedence_and_redacts_secrets() {
         .env("CEDAR_SIDECAR_MAX_BATCH", "8")
         .env("CEDAR_SIDECAR_MAX_BODY_BYTES", "4096")
         .env("CEDAR_SIDECAR_ADMIN_TOKEN", "very-secret")
+        .env("CEDAR_SIDECAR_REDIS_PARTITION", "p7")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
