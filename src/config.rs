@@ -510,7 +510,7 @@ pub struct RedisArgs {
     /// The dataset's partition (its hash tag) [default: p0].
     #[arg(long, env = "CEDAR_SIDECAR_REDIS_PARTITION")]
     pub redis_partition: Option<String>,
-    /// Approximate length writers trim the change stream to [default: 1000000].
+    /// Approximate length writers trim the change stream to [default: 100000].
     #[arg(long, env = "CEDAR_SIDECAR_STREAM_MAXLEN")]
     pub stream_maxlen: Option<u64>,
 }
