@@ -505,20 +505,10 @@ fn thunk_id(org: usize, t: usize) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
-    use crate::engine::{decide, PackSources, PolicyPack, Verdict};
+    use crate::engine::shipped_pack;
+    use crate::engine::{decide, Verdict};
     use crate::entities::{parse_entities_json, EntityMap};
-
-    fn shipped_pack() -> PolicyPack {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        PolicyPack::load(&PackSources {
-            policies: root.join("policies"),
-            schema: root.join("schema"),
-        })
-        .expect("the shipped pack loads")
-    }
 
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {

@@ -79,21 +79,11 @@ fn ancestors(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::bench::gen::{generate, uid};
-    use crate::engine::{decide, DecisionRequest, PackSources, PolicyPack};
+    use crate::engine::shipped_pack;
+    use crate::engine::{decide, DecisionRequest};
     use crate::entities::EntityMap;
-
-    fn shipped_pack() -> PolicyPack {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        PolicyPack::load(&PackSources {
-            policies: root.join("policies"),
-            schema: root.join("schema"),
-        })
-        .expect("the shipped pack loads")
-    }
 
     #[test]
     fn every_action_is_indexed_and_groups_are_followed() {

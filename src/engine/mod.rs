@@ -10,6 +10,8 @@ mod schema;
 
 pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
+#[cfg(test)]
+pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack};
 pub use policies::{
     deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,

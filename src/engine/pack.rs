@@ -158,3 +158,15 @@ fn content_hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")
 }
+
+/// The repository's shipped pack, for unit tests across the crate.
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+pub(crate) fn shipped_pack() -> PolicyPack {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    PolicyPack::load(&PackSources {
+        policies: root.join("policies"),
+        schema: root.join("schema"),
+    })
+    .expect("the shipped pack loads")
+}

@@ -215,27 +215,26 @@ impl Metrics {
             "cedar_policy_info{{version=\"{}\"}} 1",
             escape(gauges.policy_version)
         );
-        header(
+        single(
             &mut out,
             "cedar_policies",
             "gauge",
             "Loaded static policies.",
+            gauges.policies,
         );
-        let _ = writeln!(out, "cedar_policies {}", gauges.policies);
-        header(&mut out, "cedar_entities", "gauge", "Stored entities.");
-        let _ = writeln!(out, "cedar_entities {}", gauges.entities);
-        header(
+        single(
+            &mut out,
+            "cedar_entities",
+            "gauge",
+            "Stored entities.",
+            gauges.entities,
+        );
+        single(
             &mut out,
             "cedar_entity_revision",
             "gauge",
             "Revision of the entity data being served.",
-        );
-        let _ = writeln!(out, "cedar_entity_revision {}", gauges.revision);
-        header(
-            &mut out,
-            "cedar_sync_lag_seconds",
-            "gauge",
-            "Now minus the write time of the last applied entity change (0 when none).",
+            gauges.revision,
         );
         let last = self.sync_last_write_ms.load(Ordering::Relaxed);
         let lag = if last == 0 {
@@ -246,42 +245,42 @@ impl Metrics {
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             now.saturating_sub(last) as f64 / 1000.0
         };
-        let _ = writeln!(out, "cedar_sync_lag_seconds {lag}");
-        header(
+        single(
+            &mut out,
+            "cedar_sync_lag_seconds",
+            "gauge",
+            "Now minus the write time of the last applied entity change (0 when none).",
+            lag,
+        );
+        single(
             &mut out,
             "cedar_sync_reconnects_total",
             "counter",
             "Reconnects of the entity sync source.",
+            self.sync_reconnects.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "cedar_sync_reconnects_total {}",
-            self.sync_reconnects.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             &mut out,
             "cedar_sync_reloads_total",
             "counter",
             "Full entity snapshot reloads.",
+            self.sync_reloads.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "cedar_sync_reloads_total {}",
-            self.sync_reloads.load(Ordering::Relaxed)
-        );
-        header(
+        single(
             &mut out,
             "cedar_decision_log_dropped_total",
             "counter",
             "Decision-log records dropped because the writer fell behind.",
-        );
-        let _ = writeln!(
-            out,
-            "cedar_decision_log_dropped_total {}",
-            self.decision_log_dropped.load(Ordering::Relaxed)
+            self.decision_log_dropped.load(Ordering::Relaxed),
         );
         out
     }
+}
+
+/// One series without labels: its HELP and TYPE lines, then its value.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
