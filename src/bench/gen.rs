@@ -167,8 +167,8 @@ impl GenEntity {
             .collect();
         let parents = self.parents.iter().map(|(ty, id)| uid(ty, id)).collect();
         Entity::new(self.uid(), attrs, parents)
-            .map(StoredEntity::new)
             .map_err(|e| e.to_string())
+            .and_then(|entity| StoredEntity::new(&entity).map_err(|e| e.to_string()))
     }
 }
 
@@ -543,9 +543,7 @@ mod tests {
         let direct = data.to_stored().expect("direct build");
         assert_eq!(parsed.len(), direct.len());
         for (a, b) in parsed.iter().zip(&direct) {
-            assert_eq!(a.entity, b.entity, "entity {}", a.uid());
-            assert_eq!(a.parents, b.parents);
-            assert_eq!(a.refs, b.refs);
+            assert_eq!(a, b, "entity {}", a.uid());
         }
     }
 

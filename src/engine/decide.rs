@@ -145,14 +145,13 @@ fn decide_sliced(
     ];
     roots.extend(context_entity_refs(context, context_json));
     roots.extend(pack.literal_roots.iter().cloned());
-    let entities = match Entities::from_entities(slicer.slice(&roots, pack.slice_limits), None) {
+    let slice = slicer
+        .slice(&roots, pack.slice_limits)
+        .map_err(|e| e.to_string())
+        .and_then(|slice| Entities::from_entities(slice, None).map_err(|e| one_line(&e)));
+    let entities = match slice {
         Ok(entities) => entities,
-        Err(error) => {
-            return deny(vec![format!(
-                "entity data is inconsistent: {}",
-                one_line(&error)
-            )])
-        }
+        Err(error) => return deny(vec![format!("entity data is inconsistent: {error}")]),
     };
 
     // Only the policies whose action scope can match: the same answer as

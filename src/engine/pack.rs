@@ -102,8 +102,17 @@ impl PolicyPack {
                 )])
             })?
             .iter()
-            .map(|entity| (entity.uid(), Arc::new(StoredEntity::new(entity.clone()))))
-            .collect();
+            .map(|entity| {
+                StoredEntity::new(entity)
+                    .map(|stored| (entity.uid(), Arc::new(stored)))
+                    .map_err(|error| {
+                        Problems(vec![crate::diagnostics::Problem::message(
+                            "schema",
+                            error.to_string(),
+                        )])
+                    })
+            })
+            .collect::<Result<_, _>>()?;
         let slice_limits = SliceLimits {
             depth: deref_level(&files, &schema, MAX_SLICE_DEPTH),
         };

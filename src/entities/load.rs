@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use cedar_policy::{Entity, Schema};
+use cedar_policy::{Entity, EntityUid, Schema};
 use serde_json::value::RawValue;
 
 use super::StoredEntity;
@@ -35,14 +35,64 @@ pub fn parse_entity(
     let uid_text = value.get("uid").map(uid_display);
     let entity =
         Entity::from_json_value(value, Some(schema)).map_err(|error| EntityLoadError::Invalid {
-            uid: uid_text.clone(),
+            uid: uid_text,
             message: one_line(&error),
         })?;
+    store_form(&entity)
+}
+
+/// Parses and schema-checks one entity given as JSON text: one pass over
+/// the text, no intermediate `serde_json::Value` (the bulk-load path).
+pub fn parse_entity_str(text: &str, schema: &Schema) -> Result<StoredEntity, EntityLoadError> {
+    match Entity::from_json_str(text, Some(schema)) {
+        Ok(entity) => store_form(&entity),
+        // Only a failure pays for a second parse, to name the entity.
+        Err(error) => Err(EntityLoadError::Invalid {
+            uid: serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .and_then(|value| value.get("uid").map(uid_display)),
+            message: one_line(&error),
+        }),
+    }
+}
+
+fn store_form(entity: &Entity) -> Result<StoredEntity, EntityLoadError> {
     let uid = entity.uid();
     if uid.type_name().basename() == "Action" {
         return Err(EntityLoadError::Action(uid.to_string()));
     }
-    Ok(StoredEntity::new(entity))
+    StoredEntity::new(entity).map_err(|e| EntityLoadError::Invalid {
+        uid: Some(e.uid),
+        message: e.message,
+    })
+}
+
+/// Applies `parse` to every item on all cores (entities are independent,
+/// and Cedar's schema check is most of a load's time). Results keep the
+/// items' order.
+pub fn parse_in_parallel<T: Sync, R: Send>(items: &[T], parse: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || items.len() < 1_000 {
+        return items.iter().map(parse).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let parse = &parse;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(parse).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            // A worker panicking is a bug in Cedar's parser; re-raise it
+            // rather than lose entities silently.
+            .flat_map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e))
+            })
+            .collect()
+    })
 }
 
 /// Re-checks stored entities against another schema (before a schema change
@@ -55,9 +105,8 @@ pub fn recheck_entities<'a>(
     let mut refusals = Vec::new();
     for stored in entities {
         let result = stored
-            .entity
             .to_json_value()
-            .map_err(|e| one_line(&e))
+            .map_err(|e| e.to_string())
             .and_then(|json| parse_entity(json, schema).map_err(|e| e.to_string()));
         if let Err(message) = result {
             refusals.push(message);
@@ -113,36 +162,37 @@ pub fn parse_entities_text(
         )
         .at(text.clone(), offset)])
     })?;
+    let parsed = parse_in_parallel(&items, |raw| parse_entity_str(raw.get(), schema));
     let mut problems = Problems::default();
     let mut entities = Vec::with_capacity(items.len());
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    for (index, raw) in items.into_iter().enumerate() {
-        let offset = (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
-        let parsed = serde_json::from_str(raw.get())
-            .map_err(|e| EntityLoadError::Invalid {
-                uid: None,
-                message: e.to_string(),
-            })
-            .and_then(|value| parse_entity(value, schema));
+    let offset_of_item =
+        |raw: &RawValue| (raw.get().as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+    for (index, (raw, parsed)) in items.iter().zip(parsed).enumerate() {
         match parsed {
-            Ok(entity) => {
-                let uid = entity.uid().to_string();
-                if let Some(first) = seen.insert(uid.clone(), index) {
-                    problems.push(
-                        Problem::message(
-                            shown,
-                            format!("duplicate entity `{uid}` (entries {first} and {index})"),
-                        )
-                        .at(text.clone(), offset),
-                    );
-                }
-                entities.push(entity);
-            }
+            Ok(entity) => entities.push((index, entity)),
             Err(error) => problems.push(
-                Problem::message(shown, format!("entry {index}: {error}")).at(text.clone(), offset),
+                Problem::message(shown, format!("entry {index}: {error}"))
+                    .at(text.clone(), offset_of_item(raw)),
             ),
         }
     }
+    let mut seen: HashMap<&EntityUid, usize> = HashMap::with_capacity(entities.len());
+    for (index, entity) in &entities {
+        if let Some(first) = seen.insert(entity.uid_ref(), *index) {
+            problems.push(
+                Problem::message(
+                    shown,
+                    format!(
+                        "duplicate entity `{}` (entries {first} and {index})",
+                        entity.uid_ref()
+                    ),
+                )
+                .at(text.clone(), offset_of_item(items[*index])),
+            );
+        }
+    }
+    drop(seen);
+    let entities: Vec<StoredEntity> = entities.into_iter().map(|(_, e)| e).collect();
     if problems.is_empty() {
         Ok(entities)
     } else {

@@ -13,9 +13,9 @@ mod store;
 mod stored;
 
 pub use load::{
-    load_entities_file, parse_entities_json, parse_entities_text, parse_entity, recheck_entities,
-    EntityLoadError,
+    load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
+    parse_in_parallel, recheck_entities, EntityLoadError,
 };
 pub use slice::{SliceLimits, Slicer};
 pub use store::{EntityChange, EntityMap};
-pub use stored::{collect_refs, StoredEntity};
+pub use stored::{collect_refs, AttrValue, ConversionError, StoredEntity};

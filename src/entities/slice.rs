@@ -2,17 +2,23 @@
 //!
 //! Roots are the principal, action, resource and the entities named in the
 //! context. An entity whose data a policy can read at dereference level `k`
-//! (RFC 76; the roots are level 0) is included with all of its ancestors
-//! (so `in` is answered as on the full store); the entities its attributes
-//! name are level `k + 1`. The policy set's validated maximum level bounds
-//! the walk. Because every included entity is complete (its data and all its
-//! ancestors), Cedar decides on the slice exactly as on the whole store.
+//! (RFC 76; the roots are level 0) is included, and the entities its
+//! attributes name are level `k + 1`. The policy set's validated maximum
+//! level bounds the walk.
+//!
+//! Each included entity is given *all* of its ancestors as parents (walked
+//! here over the store's direct parents), so `in` is answered exactly as on
+//! the whole store without the ancestors themselves being in the slice (a
+//! policy can read an ancestor's data only by reaching it as a value, and
+//! then it is included on its own). The slice stays at a few entities, and
+//! Cedar finds its transitive closure already complete.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use cedar_policy::{Entity, EntityUid};
 
+use super::stored::ConversionError;
 use super::{EntityMap, StoredEntity};
 
 /// How far the slice follows attribute references.
@@ -34,58 +40,58 @@ pub struct Slicer<'a> {
     pub store: &'a EntityMap,
 }
 
-impl Slicer<'_> {
+impl<'a> Slicer<'a> {
     /// Finds an entity by uid.
-    pub fn get(&self, uid: &EntityUid) -> Option<&Arc<StoredEntity>> {
+    pub fn get(&self, uid: &EntityUid) -> Option<&'a Arc<StoredEntity>> {
         self.overlay
             .get(uid)
             .or_else(|| self.actions.get(uid))
             .or_else(|| self.store.get(uid))
     }
 
-    /// The entities a decision over `roots` can read.
-    pub fn slice(&self, roots: &[EntityUid], limits: SliceLimits) -> Vec<Entity> {
-        let mut included: HashSet<EntityUid> = HashSet::new();
-        let mut dereferenced: HashSet<EntityUid> = HashSet::new();
+    /// The entities a decision over `roots` can read, each with all of its
+    /// ancestors as parents.
+    pub fn slice(
+        &self,
+        roots: &[EntityUid],
+        limits: SliceLimits,
+    ) -> Result<Vec<Entity>, ConversionError> {
+        let mut included: HashSet<&EntityUid> = HashSet::new();
         let mut out = Vec::new();
-        let mut queue: VecDeque<(EntityUid, u32)> =
-            roots.iter().map(|uid| (uid.clone(), 0)).collect();
+        let mut queue: VecDeque<(&EntityUid, u32)> = roots.iter().map(|uid| (uid, 0)).collect();
         // Breadth first, so an entity is first seen at its lowest level.
         while let Some((uid, level)) = queue.pop_front() {
-            if !dereferenced.insert(uid.clone()) {
+            if included.contains(uid) {
                 continue;
             }
-            let Some(stored) = self.get(&uid) else {
+            let Some(stored) = self.get(uid) else {
                 continue;
             };
-            self.include_with_ancestors(stored, &mut included, &mut out);
+            included.insert(stored.uid_ref());
+            out.push(stored.to_cedar(self.ancestors(stored))?);
             let next = level + 1;
             if limits.depth.is_none_or(|depth| next < depth) {
-                queue.extend(stored.refs.iter().map(|r| (r.clone(), next)));
+                stored.for_each_ref(|r| queue.push_back((r, next)));
             }
         }
-        out
+        Ok(out)
     }
 
-    fn include_with_ancestors(
-        &self,
-        start: &Arc<StoredEntity>,
-        included: &mut HashSet<EntityUid>,
-        out: &mut Vec<Entity>,
-    ) {
-        let mut stack = vec![start.clone()];
-        while let Some(stored) = stack.pop() {
-            if !included.insert(stored.uid()) {
+    /// Every ancestor of `entity`: its parents, theirs, and so on. A parent
+    /// that does not exist is still an ancestor (as in Cedar); it just has
+    /// none of its own.
+    pub fn ancestors(&self, entity: &StoredEntity) -> HashSet<EntityUid> {
+        let mut seen: HashSet<EntityUid> = HashSet::new();
+        let mut stack: Vec<&EntityUid> = entity.parents.iter().collect();
+        while let Some(uid) = stack.pop() {
+            if seen.contains(uid) {
                 continue;
             }
-            for parent in stored.parents.iter() {
-                if !included.contains(parent) {
-                    if let Some(found) = self.get(parent) {
-                        stack.push(found.clone());
-                    }
-                }
+            seen.insert(uid.clone());
+            if let Some(parent) = self.get(uid) {
+                stack.extend(parent.parents.iter());
             }
-            out.push(stored.entity.clone());
         }
+        seen
     }
 }

@@ -24,7 +24,7 @@ use super::target::{Conn, RedisTarget};
 use super::writer::scan_hash;
 use super::SyncError;
 use crate::engine::PolicyPack;
-use crate::entities::{parse_entity, EntityChange, EntityMap, StoredEntity};
+use crate::entities::{parse_entity_str, parse_in_parallel, EntityChange, EntityMap, StoredEntity};
 use crate::freshness::Freshness;
 use crate::state::{SharedState, Snapshot};
 use crate::telemetry::Metrics;
@@ -229,19 +229,36 @@ impl Replica {
             .query_async(conn)
             .await?;
         let base = revision.unwrap_or(0);
-        let mut entities = Vec::new();
-        let mut invalid = 0;
+        let mut raw = Vec::new();
         scan_hash(conn, &self.keys.entities, |uid, value| {
-            match parse_stored(&schema, &uid, &value) {
+            raw.push((uid, value));
+            Ok(())
+        })
+        .await?;
+        // Parsing and schema-checking is most of a load: on all cores, off
+        // the async workers (which keep serving decisions meanwhile).
+        let parse_pack = schema.clone();
+        let parsed = tokio::task::spawn_blocking(move || {
+            let results =
+                parse_in_parallel(&raw, |(uid, value)| parse_stored(&parse_pack, uid, value));
+            raw.into_iter()
+                .map(|(uid, _)| uid)
+                .zip(results)
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| SyncError::Malformed(format!("snapshot parsing stopped: {e}")))?;
+        let mut entities = Vec::with_capacity(parsed.len());
+        let mut invalid = 0;
+        for (uid, result) in parsed {
+            match result {
                 Ok(entity) => entities.push(entity),
                 Err(message) => {
                     invalid += 1;
                     tracing::error!(uid, %message, "entity in redis is invalid: not served");
                 }
             }
-            Ok(())
-        })
-        .await?;
+        }
         let mut position = Position {
             generation,
             revision: base,
@@ -391,6 +408,5 @@ fn parse_stored(pack: &PolicyPack, uid: &str, value: &[u8]) -> Result<StoredEnti
 }
 
 fn parse_json_entity(schema: &Schema, json: &str) -> Result<StoredEntity, String> {
-    let value: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-    parse_entity(value, schema).map_err(|e| e.to_string())
+    parse_entity_str(json, schema).map_err(|e| e.to_string())
 }

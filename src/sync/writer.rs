@@ -33,7 +33,6 @@ impl EntityWrite {
     /// Sets a (validated) entity.
     pub fn put(entity: &StoredEntity) -> Result<Self, SyncError> {
         let json = entity
-            .entity
             .to_json_value()
             .map_err(|e| SyncError::Malformed(format!("cannot encode entity: {e}")))?;
         Ok(Self {

@@ -193,7 +193,7 @@ fn check_world(pack: &PolicyPack, seed: u64) -> usize {
     let all = Entities::from_entities(parsed.clone(), Some(&pack.schema)).unwrap();
     let snapshot = Snapshot {
         pack: Arc::new(pack_clone(pack)),
-        entities: EntityMap::from_entities(parsed.into_iter().map(StoredEntity::new), 1),
+        entities: EntityMap::from_entities(parsed.iter().map(|e| StoredEntity::new(e).unwrap()), 1),
         pack_loaded_at: SystemTime::now(),
     };
     let mut compared = 0;

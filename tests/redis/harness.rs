@@ -166,7 +166,7 @@ impl Sidecar {
             .entities
             .iter()
             .map(|e| {
-                let json = e.entity.to_json_value().expect("json");
+                let json = e.to_json_value().expect("json");
                 (e.uid().to_string(), normalized(json))
             })
             .collect()
