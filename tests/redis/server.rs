@@ -103,27 +103,29 @@ impl RedisServer {
     /// clients without a certificate signed by the test CA. The unix socket
     /// stays plain, for setup and checks.
     pub fn start_tls(pki: &Pki, require_client_cert: bool) -> Self {
-        let tls_port = free_port();
-        let port = tls_port.to_string();
+        Self::start_tls_with(pki, require_client_cert, free_port(), &[])
+    }
+
+    /// [`RedisServer::start_tls`] on a given TLS port, with extra arguments.
+    fn start_tls_with(pki: &Pki, require_client_cert: bool, tls_port: u16, extra: &[&str]) -> Self {
         let file = |name: &str| pki.path(name).display().to_string();
+        let port = tls_port.to_string();
         let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
         let auth = if require_client_cert { "yes" } else { "no" };
-        let mut server = Self::start_with(
-            Persistence::None,
-            None,
-            &[
-                "--tls-port",
-                &port,
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-ca-cert-file",
-                &ca,
-                "--tls-auth-clients",
-                auth,
-            ],
-        );
+        let mut args = vec![
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            auth,
+        ];
+        args.extend_from_slice(extra);
+        let mut server = Self::start_with(Persistence::None, None, &args);
         server.tls_port = Some(tls_port);
         server
     }
@@ -223,6 +225,17 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three cluster-mode nodes and joins them.
     pub fn start() -> Self {
+        Self::start_nodes(None)
+    }
+
+    /// Three nodes that speak only TLS (clients, and the cluster bus
+    /// between them) and require client certificates from the test CA.
+    pub fn start_tls(pki: &Pki) -> Self {
+        Self::start_nodes(Some(pki))
+    }
+
+    fn start_nodes(tls: Option<&Pki>) -> Self {
+        let cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 // The cluster bus uses port + 10000: keep both below 65536.
@@ -234,18 +247,32 @@ impl RedisCluster {
                         break port;
                     }
                 };
-                RedisServer::start_with(
-                    Persistence::None,
-                    Some(port),
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                )
+                match tls {
+                    None => RedisServer::start_with(Persistence::None, Some(port), &cluster_args),
+                    Some(pki) => {
+                        let mut args = cluster_args.to_vec();
+                        args.extend(["--tls-cluster", "yes"]);
+                        RedisServer::start_tls_with(pki, true, port, &args)
+                    }
+                }
             })
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port.expect("tcp")))
+            .map(|n| format!("127.0.0.1:{}", n.port.or(n.tls_port).expect("tcp")))
             .collect();
-        let status = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(pki) = tls {
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(pki.path("ca.pem"))
+                .arg("--cert")
+                .arg(pki.path("client.pem"))
+                .arg("--key")
+                .arg(pki.path("client.key"));
+        }
+        let status = create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -266,9 +293,15 @@ impl RedisCluster {
         Self { nodes }
     }
 
-    /// Seed URLs of all nodes.
+    /// Seed URLs of all nodes (`rediss://` for a TLS cluster).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        self.nodes
+            .iter()
+            .map(|n| match n.tls_port {
+                Some(_) => n.tls_url(),
+                None => n.url(),
+            })
+            .collect()
     }
 }
 

@@ -9,7 +9,7 @@ use cedar_sidecar::sync::{TlsFiles, Topology};
 
 use super::harness::*;
 use super::pki::Pki;
-use super::server::RedisServer;
+use super::server::{RedisCluster, RedisServer};
 
 const ADMINS: (&str, &str) = ("PlatformAdmins", "thunk");
 
@@ -98,6 +98,42 @@ async fn mutual_tls_needs_the_client_certificate() {
     assert_eq!(body["decision"], "Deny", "{body}");
     // Still refused: the missing certificate is not a passing glitch.
     assert_eq!(anonymous.revision(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_with_client_certificates_serves_the_flow() {
+    let pki = Pki::generate();
+    let cluster = RedisCluster::start_tls(&pki);
+    let urls = cluster.urls();
+    assert!(urls.iter().all(|u| u.starts_with("rediss://")), "{urls:?}");
+    let writer = tls_writer(&urls, Topology::Cluster, &pki.mutual());
+    put(&writer, &platform()).await;
+    let replica = sidecar(
+        &urls,
+        SidecarOptions {
+            topology: Topology::Cluster,
+            tls: pki.mutual(),
+            ..SidecarOptions::default()
+        },
+    );
+    eventually(20, "snapshot from the TLS cluster", || {
+        replica.revision() == 1
+    })
+    .await;
+    let rev = put(&writer, &[user("ana", &[ADMINS])]).await;
+    let (_, body) = replica.may_create_org("ana", Some(rev)).await;
+    assert_eq!(body["decision"], "Allow", "{body}");
+
+    let anonymous = sidecar(
+        &urls,
+        SidecarOptions {
+            topology: Topology::Cluster,
+            tls: pki.ca_only(),
+            ..SidecarOptions::default()
+        },
+    );
+    let error = refused(&anonymous).await;
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
 }
 
 fn sidecar_command() -> Command {
