@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::PackSources;
 use crate::freshness::FreshnessPolicy;
 use crate::http::HttpLimits;
-use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, Topology};
+use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, TlsFiles, Topology};
 use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
 
 /// The bundled policy folder, relative to the working directory.
@@ -164,6 +164,9 @@ struct RedisFile {
     url: Option<Vec<String>>,
     cluster: Option<bool>,
     sentinel_master: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     prefix: Option<String>,
     partition: Option<String>,
     stream_maxlen: Option<u64>,
@@ -242,6 +245,10 @@ pub enum ConfigError {
         /// The TOML error, which names the key and position.
         message: String,
     },
+    /// The Redis settings cannot be used: a bad URL, an unreadable or
+    /// invalid TLS file (named in the message), TLS files with plain URLs.
+    #[error("invalid Redis settings: {0}")]
+    Redis(String),
     /// A value is out of range.
     #[error("invalid configuration: `{key}` {message}")]
     Value {
@@ -357,6 +364,17 @@ impl ServeConfig {
             "decision_log.max_file_bytes",
             self.decision_log.max_file_bytes,
         )?;
+        // Build the Redis target once now: it parses the URLs and reads the
+        // TLS files, so a bad one stops start-up before anything runs.
+        if self.redis.enabled() {
+            self.redis
+                .target()
+                .map_err(|e| ConfigError::Redis(e.to_string()))?;
+        } else if !self.redis.tls().is_empty() {
+            return Err(ConfigError::Redis(
+                "TLS files (tls_ca, tls_cert, tls_key) are set but no Redis URL is".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -409,10 +427,14 @@ fn read_token_file(path: &Path) -> Result<String, ConfigError> {
 
 fn redis_display<S: serde::Serializer>(redis: &RedisArgs, s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeStruct;
-    let mut out = s.serialize_struct("redis", 6)?;
+    let mut out = s.serialize_struct("redis", 9)?;
     out.serialize_field("url", &redis.redacted_urls())?;
     out.serialize_field("cluster", &redis.redis_cluster)?;
     out.serialize_field("sentinel_master", &redis.redis_sentinel_master)?;
+    // Paths only: the files' contents (a private key) are never shown.
+    out.serialize_field("tls_ca", &redis.redis_tls_ca)?;
+    out.serialize_field("tls_cert", &redis.redis_tls_cert)?;
+    out.serialize_field("tls_key", &redis.redis_tls_key)?;
     out.serialize_field(
         "prefix",
         redis
@@ -504,6 +526,17 @@ pub struct RedisArgs {
         conflicts_with = "redis_cluster"
     )]
     pub redis_sentinel_master: Option<String>,
+    /// PEM file of CA certificates to trust for `rediss://` URLs instead of
+    /// the system's roots (a Redis behind a private CA).
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for a Redis that requires one (mutual TLS);
+    /// needs `--redis-tls-key`.
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_CERT")]
+    pub redis_tls_cert: Option<PathBuf>,
+    /// PEM private key of `--redis-tls-cert`.
+    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_KEY")]
+    pub redis_tls_key: Option<PathBuf>,
     /// First part of every key [default: cedar].
     #[arg(long, env = "CEDAR_SIDECAR_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -564,6 +597,12 @@ impl RedisArgs {
                 .redis_sentinel_master
                 .clone()
                 .or_else(|| file.sentinel_master.clone()),
+            redis_tls_ca: self.redis_tls_ca.clone().or_else(|| file.tls_ca.clone()),
+            redis_tls_cert: self
+                .redis_tls_cert
+                .clone()
+                .or_else(|| file.tls_cert.clone()),
+            redis_tls_key: self.redis_tls_key.clone().or_else(|| file.tls_key.clone()),
             redis_prefix: self.redis_prefix.clone().or_else(|| file.prefix.clone()),
             redis_partition: self
                 .redis_partition
@@ -578,9 +617,18 @@ impl RedisArgs {
         self.redis_url.iter().map(|u| redact_password(u)).collect()
     }
 
-    /// The resolved target (parses URLs; no I/O).
+    /// The TLS files for `rediss://` URLs.
+    pub fn tls(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.redis_tls_ca.clone(),
+            cert: self.redis_tls_cert.clone(),
+            key: self.redis_tls_key.clone(),
+        }
+    }
+
+    /// The resolved target (parses URLs and reads the TLS files; no network).
     pub fn target(&self) -> Result<Arc<RedisTarget>, SyncError> {
-        RedisTarget::new(&self.redis_url, &self.topology()).map(Arc::new)
+        RedisTarget::with_tls(&self.redis_url, &self.topology(), &self.tls()).map(Arc::new)
     }
 
     /// A writer for the dataset.

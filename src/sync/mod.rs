@@ -17,7 +17,7 @@ pub mod writer;
 
 pub use keys::KeyLayout;
 pub use replica::Replica;
-pub use target::{RedisTarget, Topology};
+pub use target::{RedisTarget, TlsFiles, Topology};
 pub use writer::{EntityWrite, RedisWriter, StoredRecord};
 
 /// Why talking to Redis did not work.

@@ -13,7 +13,9 @@ use cedar_sidecar::entities::{parse_entity, StoredEntity};
 use cedar_sidecar::freshness::{Freshness, FreshnessPolicy};
 use cedar_sidecar::http::{router, AdminToken, AppState};
 use cedar_sidecar::state::SharedState;
-use cedar_sidecar::sync::{EntityWrite, KeyLayout, RedisTarget, RedisWriter, Replica, Topology};
+use cedar_sidecar::sync::{
+    EntityWrite, KeyLayout, RedisTarget, RedisWriter, Replica, TlsFiles, Topology,
+};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -53,6 +55,7 @@ pub struct SidecarOptions {
     pub policy: FreshnessPolicy,
     pub admin_token: Option<String>,
     pub idle_check: Duration,
+    pub tls: TlsFiles,
 }
 
 impl Default for SidecarOptions {
@@ -62,13 +65,15 @@ impl Default for SidecarOptions {
             policy: FreshnessPolicy::default(),
             admin_token: None,
             idle_check: Duration::from_millis(200),
+            tls: TlsFiles::default(),
         }
     }
 }
 
 /// Starts a replica against `urls` and returns the sidecar.
 pub fn sidecar(urls: &[String], options: SidecarOptions) -> Sidecar {
-    let target = Arc::new(RedisTarget::new(urls, &options.topology).expect("target"));
+    let target =
+        Arc::new(RedisTarget::with_tls(urls, &options.topology, &options.tls).expect("target"));
     let shared = Arc::new(SharedState::default());
     let freshness = Arc::new(Freshness::tracked(options.policy));
     let mut state = AppState::new(shared.clone());
@@ -182,6 +187,12 @@ impl Sidecar {
 pub fn writer(urls: &[String], topology: Topology, maxlen: u64) -> RedisWriter {
     let target = Arc::new(RedisTarget::new(urls, &topology).expect("target"));
     RedisWriter::new(target, KeyLayout::default(), maxlen)
+}
+
+/// A writer for the default dataset over `rediss://` with these files.
+pub fn tls_writer(urls: &[String], topology: Topology, tls: &TlsFiles) -> RedisWriter {
+    let target = Arc::new(RedisTarget::with_tls(urls, &topology, tls).expect("target"));
+    RedisWriter::new(target, KeyLayout::default(), 1000)
 }
 
 /// Everything in Redis, by uid.

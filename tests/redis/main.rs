@@ -1,10 +1,14 @@
 //! Entity sync against real Redis servers: snapshot + tail, revocation,
 //! atomic batches, restarts with and without persistence, trimming,
 //! restores, convergence of several replicas, consistency tokens, staleness,
-//! Redis Cluster and the admin API. Every test spawns its own redis-server.
+//! Redis Cluster, Sentinel (with a failover), TLS with a private CA and
+//! mutual TLS, and the admin API. Every test spawns its own redis-server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cases;
 mod harness;
+mod pki;
 mod proxy;
+mod sentinel;
 mod server;
+mod tls;

@@ -1,6 +1,7 @@
 //! A real `redis-server` per test, in a temporary directory, killed on drop.
 //! Standalone servers listen on a unix socket (no port races); cluster
-//! nodes need TCP and take free ports.
+//! nodes, Sentinel-monitored servers and the TLS port need TCP and take
+//! free ports.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,6 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::pki::Pki;
 
 /// How a server keeps its data across a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +29,8 @@ pub struct RedisServer {
     persistence: Persistence,
     /// TCP port (cluster nodes) or `None` (unix socket).
     port: Option<u16>,
+    /// The TLS port, for servers started with [`RedisServer::start_tls`].
+    tls_port: Option<u16>,
     extra: Vec<String>,
 }
 
@@ -42,6 +47,7 @@ impl RedisServer {
             dir: tempfile::tempdir().expect("temp dir"),
             persistence,
             port,
+            tls_port: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         server.spawn();
@@ -90,6 +96,53 @@ impl RedisServer {
             }
         };
         String::from_utf8_lossy(&reply[..n]).into_owned()
+    }
+
+    /// Starts a server that also listens for TLS on a free port with the
+    /// test PKI's server certificate; with `require_client_cert` it refuses
+    /// clients without a certificate signed by the test CA. The unix socket
+    /// stays plain, for setup and checks.
+    pub fn start_tls(pki: &Pki, require_client_cert: bool) -> Self {
+        Self::start_tls_with(pki, require_client_cert, free_port(), &[])
+    }
+
+    /// [`RedisServer::start_tls`] on a given TLS port, with extra arguments.
+    fn start_tls_with(pki: &Pki, require_client_cert: bool, tls_port: u16, extra: &[&str]) -> Self {
+        let file = |name: &str| pki.path(name).display().to_string();
+        let port = tls_port.to_string();
+        let (cert, key, ca) = (file("server.pem"), file("server.key"), file("ca.pem"));
+        let auth = if require_client_cert { "yes" } else { "no" };
+        let mut args = vec![
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            auth,
+        ];
+        args.extend_from_slice(extra);
+        let mut server = Self::start_with(Persistence::None, None, &args);
+        server.tls_port = Some(tls_port);
+        server
+    }
+
+    /// The TLS port (servers started with [`RedisServer::start_tls`]).
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port.expect("a TLS server")
+    }
+
+    /// The `rediss://` URL (servers started with [`RedisServer::start_tls`]).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port())
+    }
+
+    /// The TCP port (servers started with one).
+    pub fn port(&self) -> u16 {
+        self.port.expect("a TCP server")
     }
 
     /// The unix socket path (standalone servers).
@@ -172,6 +225,17 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// Starts three cluster-mode nodes and joins them.
     pub fn start() -> Self {
+        Self::start_nodes(None)
+    }
+
+    /// Three nodes that speak only TLS (clients, and the cluster bus
+    /// between them) and require client certificates from the test CA.
+    pub fn start_tls(pki: &Pki) -> Self {
+        Self::start_nodes(Some(pki))
+    }
+
+    fn start_nodes(tls: Option<&Pki>) -> Self {
+        let cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 // The cluster bus uses port + 10000: keep both below 65536.
@@ -183,18 +247,32 @@ impl RedisCluster {
                         break port;
                     }
                 };
-                RedisServer::start_with(
-                    Persistence::None,
-                    Some(port),
-                    &["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"],
-                )
+                match tls {
+                    None => RedisServer::start_with(Persistence::None, Some(port), &cluster_args),
+                    Some(pki) => {
+                        let mut args = cluster_args.to_vec();
+                        args.extend(["--tls-cluster", "yes"]);
+                        RedisServer::start_tls_with(pki, true, port, &args)
+                    }
+                }
             })
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port.expect("tcp")))
+            .map(|n| format!("127.0.0.1:{}", n.port.or(n.tls_port).expect("tcp")))
             .collect();
-        let status = Command::new("redis-cli")
+        let mut create = Command::new("redis-cli");
+        if let Some(pki) = tls {
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(pki.path("ca.pem"))
+                .arg("--cert")
+                .arg(pki.path("client.pem"))
+                .arg("--key")
+                .arg(pki.path("client.key"));
+        }
+        let status = create
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -215,8 +293,174 @@ impl RedisCluster {
         Self { nodes }
     }
 
-    /// Seed URLs of all nodes.
+    /// Seed URLs of all nodes (`rediss://` for a TLS cluster).
     pub fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(RedisServer::url).collect()
+        self.nodes
+            .iter()
+            .map(|n| match n.tls_port {
+                Some(_) => n.tls_url(),
+                None => n.url(),
+            })
+            .collect()
+    }
+}
+
+/// A master, optionally one replica, and one Sentinel watching the master
+/// (quorum 1, down after 300 ms), all on free loopback ports.
+pub struct SentinelSetup {
+    /// The master Sentinel starts with.
+    pub master: RedisServer,
+    /// Its replica, if asked for.
+    pub replica: Option<RedisServer>,
+    /// The Sentinel process (checked through its unix socket).
+    pub sentinel: RedisServer,
+    /// The URL clients give for the Sentinel.
+    pub sentinel_url: String,
+}
+
+/// The master's name in Sentinel.
+pub const SENTINEL_MASTER: &str = "cedar";
+
+impl SentinelSetup {
+    /// Starts the servers; with `with_replica` waits until the replica has
+    /// synced and the Sentinel knows it, so that a failover can pick it.
+    pub fn start(with_replica: bool) -> Self {
+        // No delay before a full sync to a new replica (the default waits 5 s).
+        let master = RedisServer::start_with(
+            Persistence::None,
+            Some(free_port()),
+            &["--repl-diskless-sync-delay", "0"],
+        );
+        let master_port = master.port();
+        let replica = with_replica.then(|| {
+            let replica = RedisServer::start_with(
+                Persistence::None,
+                Some(free_port()),
+                &["--replicaof", "127.0.0.1", &master_port.to_string()],
+            );
+            wait_for(10, "replica synced", || {
+                replica
+                    .command(&["INFO", "replication"])
+                    .contains("master_link_status:up")
+            });
+            replica
+        });
+        let (sentinel, sentinel_url) = RedisServer::sentinel(master_port, None);
+        if let Some(replica) = &replica {
+            let port = format!("\r\n{}\r\n", replica.port());
+            wait_for(10, "sentinel knows the replica", || {
+                sentinel
+                    .command(&["SENTINEL", "REPLICAS", SENTINEL_MASTER])
+                    .contains(&port)
+            });
+        }
+        Self {
+            master,
+            replica,
+            sentinel,
+            sentinel_url,
+        }
+    }
+
+    /// A master and a Sentinel that speak only TLS (plus their private unix
+    /// sockets) and require client certificates from the test CA; the
+    /// Sentinel reaches the master over TLS too.
+    pub fn start_tls(pki: &Pki) -> Self {
+        let master = RedisServer::start_tls(pki, true);
+        let (sentinel, sentinel_url) = RedisServer::sentinel(master.tls_port(), Some(pki));
+        wait_for(10, "sentinel reaches the master over TLS", || {
+            let reply = sentinel.command(&["SENTINEL", "MASTER", SENTINEL_MASTER]);
+            reply.contains("\r\nmaster\r\n")
+        });
+        Self {
+            master,
+            replica: None,
+            sentinel,
+            sentinel_url,
+        }
+    }
+
+    /// The port Sentinel currently names as the master.
+    pub fn master_port(&self) -> String {
+        let reply =
+            self.sentinel
+                .command(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+        reply
+            .split("\r\n")
+            .filter(|line| !line.is_empty())
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl RedisServer {
+    /// A Sentinel monitoring the master at `127.0.0.1:master_port`, on a
+    /// free port (TLS with `tls`) and its unix socket; returns it and its
+    /// URL. Its config file lives in its directory (Sentinel rewrites it).
+    /// Not for [`RedisServer::restart`].
+    fn sentinel(master_port: u16, tls: Option<&Pki>) -> (Self, String) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let socket = dir.path().join("redis.sock");
+        let mut conf = format!(
+            "bind 127.0.0.1\ndir {dir}\nunixsocket {socket}\n",
+            dir = dir.path().display(),
+            socket = socket.display(),
+        );
+        let url = match tls {
+            None => {
+                conf.push_str(&format!("port {port}\n"));
+                format!("redis://127.0.0.1:{port}")
+            }
+            Some(pki) => {
+                let file = |name: &str| pki.path(name).display().to_string();
+                conf.push_str(&format!(
+                    "port 0\ntls-port {port}\ntls-replication yes\ntls-auth-clients yes\n\
+                     tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+                    file("server.pem"),
+                    file("server.key"),
+                    file("ca.pem"),
+                ));
+                format!("rediss://127.0.0.1:{port}")
+            }
+        };
+        conf.push_str(&format!(
+            "sentinel monitor {name} 127.0.0.1 {master_port} 1\n\
+             sentinel down-after-milliseconds {name} 300\n\
+             sentinel failover-timeout {name} 2000\n",
+            name = SENTINEL_MASTER,
+        ));
+        let path = dir.path().join("sentinel.conf");
+        std::fs::write(&path, conf).expect("write sentinel.conf");
+        let child = Command::new("redis-server")
+            .arg(&path)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let server = Self {
+            child: Some(child),
+            dir,
+            persistence: Persistence::None,
+            port: None,
+            tls_port: None,
+            extra: Vec::new(),
+        };
+        wait_for(10, "sentinel up", || {
+            UnixStream::connect(server.socket()).is_ok()
+                && server.command(&["PING"]).starts_with("+PONG")
+        });
+        (server, url)
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `secs`.
+fn wait_for(secs: u64, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
