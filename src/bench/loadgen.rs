@@ -4,7 +4,11 @@
 //!
 //! At a fixed rate, latency is measured from the moment a request was *due*,
 //! not from when it was sent, so a stalled server cannot hide its queue
-//! (no coordinated omission). Every run is bounded by its duration.
+//! (no coordinated omission). The schedule comes from a pacing thread with
+//! `std::thread::sleep` (tens of microseconds late at most), not from tokio's
+//! timer: its 1 ms ticks would make every request look up to 1 ms slow.
+//! Due requests go to whichever connection is free; when none is, they wait
+//! and that wait is measured. Every run is bounded by its duration.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -96,21 +100,21 @@ pub async fn run(
     }
     let started = Instant::now();
     let deadline = started + shape.duration;
-    let interval = shape
-        .rate
-        .map(|rate| Duration::from_secs_f64(connections as f64 / rate.max(1.0)));
+    let schedule = shape.rate.map(|rate| {
+        let (due, queue) = tokio::sync::mpsc::unbounded_channel();
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+        std::thread::spawn(move || pace(interval, started, deadline, &due));
+        Arc::new(tokio::sync::Mutex::new(queue))
+    });
     let mut tasks = Vec::with_capacity(connections);
     for (index, stream) in streams.into_iter().enumerate() {
-        let requests = requests.clone();
-        // Spread the connections' schedules evenly over one interval.
-        let offset = interval.map(|i| i.mul_f64(index as f64 / connections as f64));
         tasks.push(tokio::spawn(connection(
             stream,
-            requests,
+            requests.clone(),
             index,
             connections,
             deadline,
-            interval.zip(offset).map(|(i, o)| (i, started + o)),
+            schedule.clone(),
         )));
     }
     let mut latencies: Vec<u32> = Vec::new();
@@ -152,13 +156,37 @@ struct Outcome {
     errors: u64,
 }
 
+/// Sends one due instant per `interval` from `started` until `deadline`,
+/// sleeping the thread in between (several at once when it woke late).
+fn pace(
+    interval: Duration,
+    started: Instant,
+    deadline: Instant,
+    due: &tokio::sync::mpsc::UnboundedSender<Instant>,
+) {
+    let mut next = started;
+    while next < deadline {
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        if due.send(next).is_err() {
+            return;
+        }
+        next += interval;
+    }
+}
+
+/// The shared queue of due instants of a fixed-rate run.
+type Schedule = Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Instant>>>;
+
 async fn connection(
     mut stream: TcpStream,
     requests: Arc<Vec<Vec<u8>>>,
     index: usize,
     stride: usize,
     deadline: Instant,
-    pacing: Option<(Duration, Instant)>,
+    schedule: Option<Schedule>,
 ) -> Outcome {
     let mut outcome = Outcome {
         latencies_us: Vec::with_capacity(64 * 1024),
@@ -166,18 +194,16 @@ async fn connection(
     };
     let mut buffer = Vec::with_capacity(16 * 1024);
     let mut next = index;
-    let mut due = pacing.map(|(_, first)| first);
     loop {
-        let start = match (pacing, due) {
-            (Some((interval, _)), Some(at)) => {
-                if at >= deadline {
-                    break;
+        let start = match &schedule {
+            Some(schedule) => {
+                let due = schedule.lock().await.recv().await;
+                match due {
+                    Some(at) => at,
+                    None => break,
                 }
-                tokio::time::sleep_until(at.into()).await;
-                due = Some(at + interval);
-                at
             }
-            _ => {
+            None => {
                 let now = Instant::now();
                 if now >= deadline {
                     break;

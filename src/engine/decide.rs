@@ -72,18 +72,24 @@ pub fn decide(
             request.action
         )));
     }
-    let context_json = request
-        .context
-        .clone()
-        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-    let context =
+    let empty = serde_json::Value::Object(Default::default());
+    let context_json = match &request.context {
+        None | Some(serde_json::Value::Null) => &empty,
+        Some(json) => json,
+    };
+    // An empty context needs no parsing; `Request::new` below still checks
+    // it against the action's context type.
+    let context = if context_json == &empty {
+        Context::empty()
+    } else {
         Context::from_json_value(context_json.clone(), Some((&pack.schema, &request.action)))
             .map_err(|e| {
                 RequestError::SchemaViolation(format!(
                     "context does not match the schema: {}",
                     one_line(&e)
                 ))
-            })?;
+            })?
+    };
     let cedar_request = Request::new(
         request.principal.clone(),
         request.action.clone(),
@@ -111,7 +117,7 @@ pub fn decide(
         &cedar_request,
         request,
         &context,
-        &context_json,
+        context_json,
     ))
 }
 

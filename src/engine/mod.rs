@@ -4,12 +4,14 @@
 
 mod action_index;
 mod decide;
+mod hierarchy;
 mod pack;
 mod policies;
 mod schema;
 
 pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
+pub use hierarchy::only_roots_tested_for_ancestry;
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack};

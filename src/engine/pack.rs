@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Effect, EntityUid, PolicyId, PolicySet, Schema};
+use cedar_policy::{Authorizer, Effect, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
 use super::action_index::ActionIndex;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
@@ -50,6 +50,9 @@ pub struct PolicyPack {
     pub authorizer: Authorizer,
     /// For each action, the policies whose action scope can match it.
     pub by_action: ActionIndex,
+    /// The schema's entity and action type names by their text, parsed once
+    /// (Cedar's parser costs microseconds per name on the request path).
+    pub type_names: HashMap<String, EntityTypeName>,
 }
 
 impl PolicyPack {
@@ -114,6 +117,7 @@ impl PolicyPack {
             })
             .collect::<Result<_, _>>()?;
         let slice_limits = SliceLimits {
+            ancestors_beyond_roots: !super::only_roots_tested_for_ancestry(&files.set),
             depth: deref_level(&files, &schema, MAX_SLICE_DEPTH),
         };
         let literal_roots = if slice_limits.depth.is_none() {
@@ -129,6 +133,12 @@ impl PolicyPack {
             Vec::new()
         };
         let by_action = ActionIndex::build(&files.set, &actions);
+        let type_names = schema
+            .entity_types()
+            .cloned()
+            .chain(actions.keys().map(|uid| uid.type_name().clone()))
+            .map(|name| (name.to_string(), name))
+            .collect();
         let forbids = files
             .info
             .iter()
@@ -147,6 +157,7 @@ impl PolicyPack {
             forbids,
             authorizer: Authorizer::new(),
             by_action,
+            type_names,
         })
     }
 }

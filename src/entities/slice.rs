@@ -6,12 +6,14 @@
 //! attributes name are level `k + 1`. The policy set's validated maximum
 //! level bounds the walk.
 //!
-//! Each included entity is given *all* of its ancestors as parents (walked
+//! Each included root is given *all* of its ancestors as parents (walked
 //! here over the store's direct parents), so `in` is answered exactly as on
 //! the whole store without the ancestors themselves being in the slice (a
 //! policy can read an ancestor's data only by reaching it as a value, and
 //! then it is included on its own). The slice stays at a few entities, and
-//! Cedar finds its transitive closure already complete.
+//! Cedar finds its transitive closure already complete. Entities reached
+//! through attributes get their ancestors too, unless the policies never
+//! test their ancestry ([`SliceLimits::ancestors_beyond_roots`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -27,6 +29,9 @@ pub struct SliceLimits {
     /// The policy set's maximum dereference level; `None` means the policies
     /// did not validate at any bounded level, so every reference is followed.
     pub depth: Option<u32>,
+    /// Whether entities reached through attributes need their ancestors:
+    /// false when the policies test ancestry (`in`) only on roots.
+    pub ancestors_beyond_roots: bool,
 }
 
 /// Where a request's entities come from, in order of precedence: entities
@@ -68,7 +73,12 @@ impl<'a> Slicer<'a> {
                 continue;
             };
             included.insert(stored.uid_ref());
-            out.push(stored.to_cedar(self.ancestors(stored))?);
+            let ancestors = if level == 0 || limits.ancestors_beyond_roots {
+                self.ancestors(stored)
+            } else {
+                HashSet::new()
+            };
+            out.push(stored.to_cedar(ancestors)?);
             let next = level + 1;
             if limits.depth.is_none_or(|depth| next < depth) {
                 stored.for_each_ref(|r| queue.push_back((r, next)));

@@ -47,22 +47,73 @@ pub async fn is_authorized_batch(
         });
     }
     let snapshot = fresh_snapshot(&state, batch.at_least()).await?;
-    let responses: Vec<serde_json::Value> = batch
-        .requests
+    let responses = decide_batch(&state, &snapshot, &meta, batch.requests).await;
+    Ok(with_versions(
+        Json(json!({ "responses": responses })),
+        &snapshot,
+    ))
+}
+
+/// A batch smaller than this is decided on the request's own task: handing
+/// work to another thread costs more than a few decisions.
+const PARALLEL_BATCH_MIN: usize = 16;
+
+/// Decides a batch's items in order; a large batch is split over the cores
+/// (items are independent and share one snapshot), so its latency is not
+/// the sum of its items'.
+async fn decide_batch(
+    state: &AppState,
+    snapshot: &Arc<Snapshot>,
+    meta: &RequestMeta,
+    mut items: Vec<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    if cores < 2 || items.len() < PARALLEL_BATCH_MIN {
+        return decide_items(state, snapshot, meta, items);
+    }
+    let share = items.len().div_ceil(cores);
+    let mut helpers = Vec::with_capacity(cores - 1);
+    // Every part after the first goes to the blocking pool; the first is
+    // decided here meanwhile.
+    while items.len() > share {
+        let part = items.split_off(items.len() - share);
+        let (state, snapshot, meta) = (state.clone(), snapshot.clone(), meta.clone());
+        helpers.push(tokio::task::spawn_blocking(move || {
+            decide_items(&state, &snapshot, &meta, part)
+        }));
+    }
+    let mut responses = decide_items(state, snapshot, meta, items);
+    // Parts were split off the end, so the last helper holds the next items.
+    for helper in helpers.into_iter().rev() {
+        match helper.await {
+            Ok(part) => responses.extend(part),
+            Err(error) => {
+                tracing::error!(%error, "a batch part failed; its items are answered with errors");
+                let body = ApiError::Internal.body();
+                responses.extend(std::iter::repeat_n(json!({ "error": body }), share));
+            }
+        }
+    }
+    responses
+}
+
+fn decide_items(
+    state: &AppState,
+    snapshot: &Snapshot,
+    meta: &RequestMeta,
+    items: Vec<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    items
         .into_iter()
         .map(|item| {
             from_value::<AuthorizeRequest>(item)
-                .and_then(|request| decide_one(&state, &snapshot, &meta, Endpoint::Batch, request))
+                .and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
                 .map_or_else(
                     |error| json!({ "error": error.body() }),
                     |response| json!(response),
                 )
         })
-        .collect();
-    Ok(with_versions(
-        Json(json!({ "responses": responses })),
-        &snapshot,
-    ))
+        .collect()
 }
 
 /// `GET /v1/policies`
@@ -199,7 +250,7 @@ fn decide_one(
     request: AuthorizeRequest,
 ) -> Result<AuthorizeResponse, ApiError> {
     let started = Instant::now();
-    let request = request.into_decision_request()?;
+    let request = request.into_decision_request(&snapshot.pack.type_names)?;
     let decision = decide(&snapshot.pack, &snapshot.entities, &request)?;
     let elapsed = started.elapsed();
     let allowed = decision.verdict == Verdict::Allow;

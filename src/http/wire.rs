@@ -1,5 +1,6 @@
 //! The API's wire types. Nothing else in the crate derives serde for HTTP.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
@@ -28,25 +29,50 @@ pub enum WireUid {
 impl WireUid {
     /// Parses into a Cedar uid; `role` names the field in error messages.
     pub fn to_uid(&self, role: &str) -> Result<EntityUid, ApiError> {
-        match self {
-            Self::Typed { entity_type, id } => {
-                let type_name = EntityTypeName::from_str(entity_type).map_err(|e| {
-                    ApiError::InvalidRequest(format!(
-                        "{role}: `{entity_type}` is not a valid entity type: {e}"
-                    ))
-                })?;
-                Ok(EntityUid::from_type_name_and_id(
-                    type_name,
-                    EntityId::new(id),
-                ))
-            }
-            Self::Text(text) => EntityUid::from_str(text).map_err(|e| {
+        self.to_uid_with(role, &HashMap::new())
+    }
+
+    /// [`Self::to_uid`], taking type names from `known` (the schema's,
+    /// parsed once) instead of running Cedar's parser on every request.
+    pub fn to_uid_with(
+        &self,
+        role: &str,
+        known: &HashMap<String, EntityTypeName>,
+    ) -> Result<EntityUid, ApiError> {
+        let type_name = |entity_type: &str| match known.get(entity_type) {
+            Some(name) => Ok(name.clone()),
+            None => EntityTypeName::from_str(entity_type).map_err(|e| {
                 ApiError::InvalidRequest(format!(
-                    "{role}: `{text}` is not an entity uid like `User::\"alice\"`: {e}"
+                    "{role}: `{entity_type}` is not a valid entity type: {e}"
                 ))
             }),
+        };
+        match self {
+            Self::Typed { entity_type, id } => Ok(EntityUid::from_type_name_and_id(
+                type_name(entity_type)?,
+                EntityId::new(id),
+            )),
+            Self::Text(text) => match plain_uid_text(text) {
+                // `Type::"id"` without escapes: no parser needed.
+                Some((entity_type, id)) if known.contains_key(entity_type) => Ok(
+                    EntityUid::from_type_name_and_id(type_name(entity_type)?, EntityId::new(id)),
+                ),
+                _ => EntityUid::from_str(text).map_err(|e| {
+                    ApiError::InvalidRequest(format!(
+                        "{role}: `{text}` is not an entity uid like `User::\"alice\"`: {e}"
+                    ))
+                }),
+            },
         }
     }
+}
+
+/// Splits `Type::"id"` into its parts when the id has no escapes or
+/// quotes (anything else goes to Cedar's parser).
+fn plain_uid_text(text: &str) -> Option<(&str, &str)> {
+    let (entity_type, rest) = text.split_once("::\"")?;
+    let id = rest.strip_suffix('"')?;
+    (!id.contains(['"', '\\'])).then_some((entity_type, id))
 }
 
 /// Body of `POST /v1/is_authorized` (and one item of a batch).
@@ -79,8 +105,11 @@ pub struct Consistency {
 }
 
 impl AuthorizeRequest {
-    /// Turns wire uids into Cedar ones.
-    pub fn into_decision_request(self) -> Result<DecisionRequest, ApiError> {
+    /// Turns wire uids into Cedar ones, with the schema's type names.
+    pub fn into_decision_request(
+        self,
+        known: &HashMap<String, EntityTypeName>,
+    ) -> Result<DecisionRequest, ApiError> {
         if let Some(context) = &self.context {
             if !context.is_object() && !context.is_null() {
                 return Err(ApiError::InvalidRequest(
@@ -89,9 +118,9 @@ impl AuthorizeRequest {
             }
         }
         Ok(DecisionRequest {
-            principal: self.principal.to_uid("principal")?,
-            action: self.action.to_uid("action")?,
-            resource: self.resource.to_uid("resource")?,
+            principal: self.principal.to_uid_with("principal", known)?,
+            action: self.action.to_uid_with("action", known)?,
+            resource: self.resource.to_uid_with("resource", known)?,
             context: self.context,
             entities: self.entities.unwrap_or_default(),
         })

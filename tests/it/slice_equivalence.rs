@@ -39,8 +39,8 @@ permit (principal, action, resource) when { resource.meta.reviewer has manager &
 permit (principal, action, resource) when { resource.owner has home && resource.owner.home has lead && resource.owner.home.lead == principal };
 @id("no-reading-down-in-g0")
 forbid (principal in Group::"g0", action, resource) when { resource.owner.level < principal.level };
-@id("owners-home-inside-reader")
-forbid (principal, action, resource) when { resource.owner has home && resource.owner.home in principal };
+@id("owners-home-inside-readers-home")
+permit (principal, action, resource) when { resource.owner has home && principal has home && resource.owner.home in principal.home };
 @id("low-tier-lead")
 forbid (principal, action, resource) when { principal has home && principal.home has org && principal.home.org.tier < 1 };
 "#;
@@ -132,11 +132,26 @@ fn world(seed: u64) -> (Vec<Value>, usize, usize, usize) {
     (out, groups, users, docs)
 }
 
+/// The one policy that tests the ancestry of an entity reached through an
+/// attribute; without it, slices give ancestors to roots only.
+const NON_ROOT_ANCESTRY: &str = r#"@id("owners-home-inside-readers-home")
+permit (principal, action, resource) when { resource.owner has home && principal has home && resource.owner.home in principal.home };"#;
+
 fn pack() -> PolicyPack {
+    pack_from(POLICIES)
+}
+
+/// The policies without [`NON_ROOT_ANCESTRY`].
+fn roots_only_policies() -> String {
+    assert!(POLICIES.contains(NON_ROOT_ANCESTRY));
+    POLICIES.replace(NON_ROOT_ANCESTRY, "")
+}
+
+fn pack_from(policies: &str) -> PolicyPack {
     let (files, problems) = parse_policy_texts([(
         "p.cedar".to_string(),
         "p.cedar".to_string(),
-        POLICIES.to_string(),
+        policies.to_string(),
     )]);
     assert!(problems.is_empty(), "{}", problems.render());
     let schema = cedar_sidecar::engine::parse_schema_text("s.cedarschema".as_ref(), SCHEMA)
@@ -184,7 +199,8 @@ fn reference(
     (verdict, reasons)
 }
 
-fn check_world(pack: &PolicyPack, seed: u64) -> usize {
+fn check_world(policies: &str, seed: u64) -> usize {
+    let pack = &pack_from(policies);
     let (json_entities, groups, users, docs) = world(seed);
     let parsed: Vec<Entity> = json_entities
         .iter()
@@ -192,7 +208,7 @@ fn check_world(pack: &PolicyPack, seed: u64) -> usize {
         .collect();
     let all = Entities::from_entities(parsed.clone(), Some(&pack.schema)).unwrap();
     let snapshot = Snapshot {
-        pack: Arc::new(pack_clone(pack)),
+        pack: Arc::new(pack_from(policies)),
         entities: EntityMap::from_entities(parsed.iter().map(|e| StoredEntity::new(e).unwrap()), 1),
         pack_loaded_at: SystemTime::now(),
     };
@@ -226,32 +242,34 @@ fn check_world(pack: &PolicyPack, seed: u64) -> usize {
     compared
 }
 
-fn pack_clone(_pack: &PolicyPack) -> PolicyPack {
-    pack()
-}
-
 #[test]
 fn generated_worlds_need_three_levels() {
     assert_eq!(pack().slice_limits.depth, Some(3));
+    assert!(pack().slice_limits.ancestors_beyond_roots);
+    assert!(
+        !pack_from(&roots_only_policies())
+            .slice_limits
+            .ancestors_beyond_roots
+    );
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
     fn slice_decides_like_the_full_store(seed in any::<u64>()) {
-        let pack = pack();
-        let compared = check_world(&pack, seed);
-        prop_assert!(compared > 0);
+        prop_assert!(check_world(POLICIES, seed) > 0);
+        prop_assert!(check_world(&roots_only_policies(), seed) > 0);
     }
 }
 
 #[test]
 fn many_fixed_seeds_agree() {
-    let pack = pack();
+    let roots_only = roots_only_policies();
     let mut total = 0;
     let mut by_verdict: HashMap<bool, usize> = HashMap::new();
     for seed in 1..200u64 {
-        total += check_world(&pack, seed * 7919);
+        total += check_world(POLICIES, seed * 7919);
+        total += check_world(&roots_only, seed * 7919);
         *by_verdict.entry(seed % 2 == 0).or_default() += 1;
     }
     assert!(total > 1000, "only {total} comparisons");
