@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::json;
 
-use super::json::{from_value, JsonBody};
+use super::json::JsonBody;
 use super::middleware::RequestMeta;
-use super::wire::{AuthorizeRequest, AuthorizeResponse, BatchRequest};
+use super::wire::{AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest};
 use super::{ApiError, AppState};
 use crate::engine::{decide, DecisionRequest, Verdict};
 use crate::reload::now_rfc3339;
@@ -46,8 +46,9 @@ pub async fn is_authorized_batch(
             got: batch.requests.len(),
         });
     }
-    let snapshot = fresh_snapshot(&state, batch.at_least()).await?;
-    let responses = decide_batch(&state, &snapshot, &meta, batch.requests).await;
+    let items = batch.items();
+    let snapshot = fresh_snapshot(&state, batch.at_least(&items)).await?;
+    let responses = decide_batch(&state, &snapshot, &meta, items).await;
     Ok(with_versions(
         Json(json!({ "responses": responses })),
         &snapshot,
@@ -65,8 +66,8 @@ async fn decide_batch(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
     meta: &RequestMeta,
-    mut items: Vec<serde_json::Value>,
-) -> Vec<serde_json::Value> {
+    mut items: Vec<Result<AuthorizeRequest, ApiError>>,
+) -> Vec<BatchItem> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores < 2 || items.len() < PARALLEL_BATCH_MIN {
         return decide_items(state, snapshot, meta, items);
@@ -89,8 +90,10 @@ async fn decide_batch(
             Ok(part) => responses.extend(part),
             Err(error) => {
                 tracing::error!(%error, "a batch part failed; its items are answered with errors");
-                let body = ApiError::Internal.body();
-                responses.extend(std::iter::repeat_n(json!({ "error": body }), share));
+                let refused = || BatchItem::Refused {
+                    error: ApiError::Internal.body(),
+                };
+                responses.extend(std::iter::repeat_with(refused).take(share));
             }
         }
     }
@@ -101,16 +104,17 @@ fn decide_items(
     state: &AppState,
     snapshot: &Snapshot,
     meta: &RequestMeta,
-    items: Vec<serde_json::Value>,
-) -> Vec<serde_json::Value> {
+    items: Vec<Result<AuthorizeRequest, ApiError>>,
+) -> Vec<BatchItem> {
     items
         .into_iter()
         .map(|item| {
-            from_value::<AuthorizeRequest>(item)
-                .and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
+            item.and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
                 .map_or_else(
-                    |error| json!({ "error": error.body() }),
-                    |response| json!(response),
+                    |error| BatchItem::Refused {
+                        error: error.body(),
+                    },
+                    BatchItem::Decided,
                 )
         })
         .collect()

@@ -29,14 +29,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// Parses JSON text, telling syntax errors from shape errors.
+/// Parses JSON text in one pass, telling syntax errors from shape errors.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    from_value(value)
-}
-
-/// Converts a JSON value into `T`, reporting shape errors as `invalid_request`.
-pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_json::from_value(value).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
+        _ => ApiError::InvalidJson(e.to_string()),
+    })
 }

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::ApiError;
 use crate::engine::{Decision, DecisionRequest, Verdict};
@@ -132,26 +133,49 @@ impl AuthorizeRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The requests, decided in order against one snapshot.
-    pub requests: Vec<serde_json::Value>,
+    /// The requests, decided in order against one snapshot; kept as raw
+    /// text so each is parsed once, straight into [`AuthorizeRequest`].
+    pub requests: Vec<Box<RawValue>>,
     /// The oldest entity revision the caller accepts, for the whole batch.
     #[serde(default)]
     pub consistency: Option<Consistency>,
 }
 
 impl BatchRequest {
-    /// The newest revision asked for, by the batch or any of its items.
-    pub fn at_least(&self) -> Option<u64> {
-        let items = self
-            .requests
+    /// Parses every item; a malformed item is an error for that item only.
+    pub fn items(&self) -> Vec<Result<AuthorizeRequest, ApiError>> {
+        self.requests
             .iter()
-            .filter_map(|item| item.get("consistency")?.get("at_least")?.as_u64());
+            .map(|raw| {
+                serde_json::from_str(raw.get()).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+            })
+            .collect()
+    }
+
+    /// The newest revision asked for, by the batch or any of its `items`.
+    pub fn at_least(&self, items: &[Result<AuthorizeRequest, ApiError>]) -> Option<u64> {
+        let asked = items
+            .iter()
+            .filter_map(|item| Some(item.as_ref().ok()?.consistency?.at_least));
         self.consistency
             .map(|c| c.at_least)
             .into_iter()
-            .chain(items)
+            .chain(asked)
             .max()
     }
+}
+
+/// One answer of a batch: a decision, or why the item was refused.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// The item was decided.
+    Decided(AuthorizeResponse),
+    /// The item was refused: `{"error": {"code", "message"}}`.
+    Refused {
+        /// The same body a single request would get.
+        error: serde_json::Value,
+    },
 }
 
 /// Body of `PUT /v1/entities`: entities written as one revision.
