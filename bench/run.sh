@@ -41,4 +41,12 @@ echo "== HTTP on loopback (100k entities)"
 target/release/cedar-sidecar bench http --entities 100000 --seconds "$seconds" \
   --json bench/results/http.json | tee bench/results/http.txt
 
+echo "== Redis sync: write-to-applied with 1 and 16 replicas, snapshot load"
+cargo build --release --example redis_sync_bench
+if [[ "${QUICK:-}" == 1 ]]; then
+  target/release/examples/redis_sync_bench --quick | tee bench/results/redis.txt
+else
+  target/release/examples/redis_sync_bench | tee bench/results/redis.txt
+fi
+
 echo "== done: bench/results/, bench/scale.svg"

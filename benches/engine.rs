@@ -6,6 +6,10 @@
 //! Each size's data is built once and shared by every benchmark of that size.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// The allocator the `cedar-sidecar` binary uses, so figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
