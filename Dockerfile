@@ -10,6 +10,9 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin cedar
 WORKDIR /app
 COPY --from=build /src/target/release/cedar-sidecar /usr/local/bin/cedar-sidecar
+# The public CA roots (the slim image has none), for `rediss://` to managed
+# Redis services; a private CA is given with `--redis-tls-ca`.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY policies ./policies
 COPY schema ./schema
 COPY demo ./demo

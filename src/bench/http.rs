@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -17,7 +16,7 @@ use super::gen::{generate, request_json};
 use super::loadgen::{self, LoadResult, LoadShape, Target};
 use crate::engine::PolicyPack;
 use crate::entities::EntityMap;
-use crate::http::{router, AppState};
+use crate::http::{router_with, AppState};
 use crate::state::{SharedState, Snapshot};
 
 /// The path of the bench-only no-op route.
@@ -76,13 +75,11 @@ pub enum HttpBenchError {
     Load(#[from] loadgen::LoadError),
 }
 
-/// The production router plus the bench-only no-op route.
+/// The production router plus the bench-only no-op route, behind the same
+/// layers (request id, response counting, overload guard, timeout, body
+/// limit), so the two differ only in what the handler does.
 pub fn bench_router(state: AppState) -> Router {
-    let limit = state.limits.max_body_bytes;
-    Router::new()
-        .route(NOOP_PATH, post(noop))
-        .layer(DefaultBodyLimit::max(limit))
-        .merge(router(state))
+    router_with(state, Router::new().route(NOOP_PATH, post(noop)))
 }
 
 /// JSON in (parsed like every API body), fixed JSON out.

@@ -113,8 +113,14 @@ impl AppState {
 /// The overload guard (concurrency limit with load shedding, and the request
 /// timeout) wraps the whole API once, so the limit is global, not per route.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// [`router`] with `extra` routes behind the same layers. Only the bench
+/// harness passes any (its no-op route must cost what the API's stack costs).
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limits = state.limits;
-    let mut routes = Router::new();
+    let mut routes = extra;
     if state.entity_writer.is_some() {
         routes = routes
             .route(

@@ -229,33 +229,33 @@ impl Replica {
             .query_async(conn)
             .await?;
         let base = revision.unwrap_or(0);
-        let mut raw = Vec::new();
+        // Parsing and schema-checking is most of a load: each chunk of scanned
+        // entries is parsed on the blocking pool (on all cores) while the scan
+        // goes on, and the async workers keep serving decisions meanwhile.
+        let mut parsing = Vec::new();
+        let mut chunk = Vec::with_capacity(PARSE_CHUNK);
         scan_hash(conn, &self.keys.entities, |uid, value| {
-            raw.push((uid, value));
+            chunk.push((uid, value));
+            if chunk.len() == PARSE_CHUNK {
+                parsing.push(parse_chunk(&schema, std::mem::take(&mut chunk)));
+            }
             Ok(())
         })
         .await?;
-        // Parsing and schema-checking is most of a load: on all cores, off
-        // the async workers (which keep serving decisions meanwhile).
-        let parse_pack = schema.clone();
-        let parsed = tokio::task::spawn_blocking(move || {
-            let results =
-                parse_in_parallel(&raw, |(uid, value)| parse_stored(&parse_pack, uid, value));
-            raw.into_iter()
-                .map(|(uid, _)| uid)
-                .zip(results)
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(|e| SyncError::Malformed(format!("snapshot parsing stopped: {e}")))?;
-        let mut entities = Vec::with_capacity(parsed.len());
+        parsing.push(parse_chunk(&schema, chunk));
+        let mut entities = Vec::new();
         let mut invalid = 0;
-        for (uid, result) in parsed {
-            match result {
-                Ok(entity) => entities.push(entity),
-                Err(message) => {
-                    invalid += 1;
-                    tracing::error!(uid, %message, "entity in redis is invalid: not served");
+        for parsed in parsing {
+            let parsed = parsed
+                .await
+                .map_err(|e| SyncError::Malformed(format!("snapshot parsing stopped: {e}")))?;
+            for (uid, result) in parsed {
+                match result {
+                    Ok(entity) => entities.push(entity),
+                    Err(message) => {
+                        invalid += 1;
+                        tracing::error!(uid, %message, "entity in redis is invalid: not served");
+                    }
                 }
             }
         }
@@ -394,6 +394,22 @@ fn check_generation(position: &mut Position, entry: &LogEntry) -> Result<(), Rel
             entry.revision, entry.generation, known
         ))),
     }
+}
+
+/// Scanned entries parsed per blocking task: large enough to amortise the
+/// hand-off, small enough that parsing overlaps the scan.
+const PARSE_CHUNK: usize = 16_384;
+
+/// Parses scanned `(uid, value)` entries on the blocking pool, on all cores.
+fn parse_chunk(
+    pack: &Arc<PolicyPack>,
+    raw: Vec<(String, Vec<u8>)>,
+) -> tokio::task::JoinHandle<Vec<(String, Result<StoredEntity, String>)>> {
+    let pack = pack.clone();
+    tokio::task::spawn_blocking(move || {
+        let results = parse_in_parallel(&raw, |(uid, value)| parse_stored(&pack, uid, value));
+        raw.into_iter().map(|(uid, _)| uid).zip(results).collect()
+    })
 }
 
 fn parse_stored(pack: &PolicyPack, uid: &str, value: &[u8]) -> Result<StoredEntity, String> {

@@ -43,7 +43,8 @@ pub struct Metrics {
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
     /// (route, status) -> count. A std mutex: held for one map update, never across an await.
-    http_requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// By route, then status: a known route is counted without allocating.
+    http_requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     decision_log_dropped: AtomicU64,
@@ -88,7 +89,12 @@ impl Metrics {
             .http_requests
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        *map.entry((route.to_string(), status)).or_default() += 1;
+        match map.get_mut(route) {
+            Some(statuses) => *statuses.entry(status).or_default() += 1,
+            None => {
+                map.insert(route.to_string(), BTreeMap::from([(status, 1)]));
+            }
+        }
     }
 
     /// Counts a policy reload.
@@ -180,12 +186,14 @@ impl Metrics {
                 .http_requests
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner());
-            for ((route, status), n) in map.iter() {
-                let _ = writeln!(
-                    out,
-                    "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+            for (route, statuses) in map.iter() {
+                for (status, n) in statuses {
+                    let _ = writeln!(
+                        out,
+                        "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
             }
         }
         header(
