@@ -61,7 +61,7 @@ impl<'a> Slicer<'a> {
         roots: &[EntityUid],
         limits: SliceLimits,
     ) -> Result<Vec<Entity>, ConversionError> {
-        let mut included: HashSet<&EntityUid> = HashSet::new();
+        let mut included: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
         let mut out = Vec::new();
         let mut queue: VecDeque<(&EntityUid, u32)> = roots.iter().map(|uid| (uid, 0)).collect();
         // Breadth first, so an entity is first seen at its lowest level.
@@ -91,17 +91,18 @@ impl<'a> Slicer<'a> {
     /// that does not exist is still an ancestor (as in Cedar); it just has
     /// none of its own.
     pub fn ancestors(&self, entity: &StoredEntity) -> HashSet<EntityUid> {
-        let mut seen: HashSet<EntityUid> = HashSet::new();
+        // Borrowed uids under a cheap hasher while walking; Cedar wants an
+        // owned std set, built once at the end.
+        let mut seen: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
         let mut stack: Vec<&EntityUid> = entity.parents.iter().collect();
         while let Some(uid) = stack.pop() {
-            if seen.contains(uid) {
+            if !seen.insert(uid) {
                 continue;
             }
-            seen.insert(uid.clone());
             if let Some(parent) = self.get(uid) {
                 stack.extend(parent.parents.iter());
             }
         }
-        seen
+        seen.into_iter().cloned().collect()
     }
 }

@@ -26,9 +26,14 @@ pub struct EntityMap {
     /// map's nodes hold their entries inline, so an entry of one pointer
     /// instead of a 120-byte uid plus a pointer makes the map about eight
     /// times smaller.
-    entities: imbl::HashMap<ByUid, ()>,
+    entities: imbl::GenericHashMap<ByUid, (), UidHasher, imbl::shared_ptr::DefaultSharedPtr>,
     revision: u64,
 }
+
+/// foldhash (seeded per process) instead of SipHash: a uid is hashed on
+/// every look-up, a dozen per decision, and SipHash over a uid's type name
+/// and id was a measurable part of one. Only trusted writers insert.
+type UidHasher = foldhash::fast::RandomState;
 
 /// A stored entity that hashes and compares as its uid.
 #[derive(Debug, Clone)]
