@@ -11,7 +11,11 @@ use serde_json::json;
 
 use super::json::JsonBody;
 use super::middleware::RequestMeta;
-use super::wire::{AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest};
+use serde_json::value::RawValue;
+
+use super::wire::{
+    parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
+};
 use super::{ApiError, AppState};
 use crate::engine::{decide, DecisionRequest, Verdict};
 use crate::reload::now_rfc3339;
@@ -46,13 +50,9 @@ pub async fn is_authorized_batch(
             got: batch.requests.len(),
         });
     }
-    let items = batch.items();
-    let snapshot = fresh_snapshot(&state, batch.at_least(&items)).await?;
-    let responses = decide_batch(&state, &snapshot, &meta, items).await;
-    Ok(with_versions(
-        Json(json!({ "responses": responses })),
-        &snapshot,
-    ))
+    let snapshot = fresh_snapshot(&state, batch.at_least()).await?;
+    let responses = decide_batch(&state, &snapshot, &meta, batch.requests).await;
+    Ok(with_versions(Json(BatchResponse { responses }), &snapshot))
 }
 
 /// A batch smaller than this is decided on the request's own task: handing
@@ -66,7 +66,7 @@ async fn decide_batch(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
     meta: &RequestMeta,
-    mut items: Vec<Result<AuthorizeRequest, ApiError>>,
+    mut items: Vec<Box<RawValue>>,
 ) -> Vec<BatchItem> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     if cores < 2 || items.len() < PARALLEL_BATCH_MIN {
@@ -104,12 +104,13 @@ fn decide_items(
     state: &AppState,
     snapshot: &Snapshot,
     meta: &RequestMeta,
-    items: Vec<Result<AuthorizeRequest, ApiError>>,
+    items: Vec<Box<RawValue>>,
 ) -> Vec<BatchItem> {
     items
-        .into_iter()
-        .map(|item| {
-            item.and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
+        .iter()
+        .map(|raw| {
+            parse_batch_item(raw)
+                .and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
                 .map_or_else(
                     |error| BatchItem::Refused {
                         error: error.body(),

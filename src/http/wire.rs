@@ -142,27 +142,39 @@ pub struct BatchRequest {
 }
 
 impl BatchRequest {
-    /// Parses every item; a malformed item is an error for that item only.
-    pub fn items(&self) -> Vec<Result<AuthorizeRequest, ApiError>> {
-        self.requests
-            .iter()
-            .map(|raw| {
-                serde_json::from_str(raw.get()).map_err(|e| ApiError::InvalidRequest(e.to_string()))
-            })
-            .collect()
-    }
-
-    /// The newest revision asked for, by the batch or any of its `items`.
-    pub fn at_least(&self, items: &[Result<AuthorizeRequest, ApiError>]) -> Option<u64> {
-        let asked = items
-            .iter()
-            .filter_map(|item| Some(item.as_ref().ok()?.consistency?.at_least));
+    /// The newest revision asked for, by the batch or any of its items. Reads
+    /// only each item's `consistency` (the items are parsed in full later,
+    /// on several cores); an item whose token does not parse is refused then.
+    pub fn at_least(&self) -> Option<u64> {
+        let asked = self.requests.iter().filter_map(|raw| {
+            let token: ItemConsistency = serde_json::from_str(raw.get()).ok()?;
+            Some(token.consistency?.at_least)
+        });
         self.consistency
             .map(|c| c.at_least)
             .into_iter()
             .chain(asked)
             .max()
     }
+}
+
+/// The `consistency` field of one batch item, the rest skipped.
+#[derive(Deserialize)]
+struct ItemConsistency {
+    #[serde(default)]
+    consistency: Option<Consistency>,
+}
+
+/// Parses one batch item; a malformed item is an error for that item only.
+pub fn parse_batch_item(raw: &RawValue) -> Result<AuthorizeRequest, ApiError> {
+    serde_json::from_str(raw.get()).map_err(|e| ApiError::InvalidRequest(e.to_string()))
+}
+
+/// Body of a batch answer: one entry per item, in order.
+#[derive(Debug, Serialize)]
+pub struct BatchResponse {
+    /// The answers.
+    pub responses: Vec<BatchItem>,
 }
 
 /// One answer of a batch: a decision, or why the item was refused.
