@@ -145,6 +145,59 @@ async fn batch_answers_in_order_and_isolates_bad_items() {
     assert_eq!(responses[2]["decision"], "Deny");
 }
 
+/// A batch large enough to be split over the cores answers every item in
+/// order, exactly as the single-request route answers it.
+async fn check_large_batch_matches_single_answers() {
+    let mut state = AppState::new(shipped_state());
+    state.limits.max_batch = 100;
+    let app = router(state);
+    let kinds = [
+        json!({"principal": "User::\"paula\"", "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"acme-prod\""}),
+        json!({"principal": "User::\"pete\"", "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"acme-prod\""}),
+        json!({"principal": "User::\"paula\"", "action": "Action::\"Teleport\"", "resource": "Environment::\"acme-prod\""}),
+        json!({"principal": {"type": "User", "id": "ana"}, "action": {"type": "Action", "id": "ListOrgs"}, "resource": {"type": "Platform", "id": "thunk"}}),
+        json!(5),
+    ];
+    let items: Vec<Value> = (0..97)
+        .map(|i| kinds[(i * 7) % kinds.len()].clone())
+        .collect();
+    let mut expected = Vec::new();
+    for item in &items {
+        let (_, answer, _) =
+            send(app.clone(), "POST", "/v1/is_authorized", &item.to_string()).await;
+        expected.push(
+            answer["decision"]
+                .as_str()
+                .map_or_else(|| format!("error {}", answer["code"]), str::to_string),
+        );
+    }
+    assert!(expected.iter().any(|e| e == "Allow") && expected.iter().any(|e| e == "Deny"));
+    let body = json!({ "requests": items }).to_string();
+    let (status, value, _) = send(app, "POST", "/v1/is_authorized/batch", &body).await;
+    assert_eq!(status, StatusCode::OK);
+    let got: Vec<String> = value["responses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["decision"]
+                .as_str()
+                .map_or_else(|| format!("error {}", r["error"]["code"]), str::to_string)
+        })
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn a_large_batch_matches_single_answers_on_one_thread() {
+    check_large_batch_matches_single_answers().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_matches_single_answers_on_several_threads() {
+    check_large_batch_matches_single_answers().await;
+}
+
 #[tokio::test]
 async fn health_readiness_and_policy_listing() {
     let (status, body, _) = send(app(), "GET", "/healthz", "").await;
