@@ -269,3 +269,23 @@ pub async fn delete_users(writer: &RedisWriter, ids: &[&str]) -> u64 {
         .collect();
     writer.write(&writes, None).await.expect("delete")
 }
+
+/// Waits until the replica has failed to connect at least once, then
+/// checks it is not ready and decides nothing; returns its last error.
+pub async fn refused(replica: &Sidecar) -> String {
+    eventually(10, "a failed connection attempt", || {
+        replica.state.freshness.report().last_error.is_some()
+    })
+    .await;
+    let (status, body) = replica.call("GET", "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not_ready");
+    let (status, body) = replica.may_create_org("ana", None).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "never decides: {body}"
+    );
+    assert_eq!(replica.revision(), 0);
+    replica.state.freshness.report().last_error.unwrap()
+}
