@@ -180,6 +180,23 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
+/// The process's peak resident memory (`VmHWM`), in bytes.
+fn peak_rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Resets the peak (`VmHWM`) to the current resident size (Linux 4.0+), so
+/// the next reading is the peak of what follows.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 async fn snapshot(entities: usize, pack: &Arc<PolicyPack>) -> String {
     let server = Server::start();
     let writer = writer(&server.url(), 100);
@@ -188,19 +205,22 @@ async fn snapshot(entities: usize, pack: &Arc<PolicyPack>) -> String {
     let last = writer.write_chunked(&writes, 1000, |_| {}).await.unwrap();
     let import = started.elapsed();
     drop(writes);
+    reset_peak_rss();
     let before = rss_bytes();
     let started = Instant::now();
     let running = replica(&server.url(), pack);
     assert!(running.freshness.wait_for(last).await, "loaded");
     let load = started.elapsed();
     let after = rss_bytes();
+    let peak = peak_rss_bytes();
     let loaded = running.shared.snapshot().map_or(0, |s| s.entities.len());
     assert_eq!(loaded, entities);
     running.task.abort();
     format!(
-        "| snapshot load, {entities} entities | {:.2} s | +{} MiB RSS | import {:.2} s ({:.0} entities/s) |",
+        "| snapshot load, {entities} entities | {:.2} s | +{} MiB RSS, peak +{} MiB | import {:.2} s ({:.0} entities/s) |",
         load.as_secs_f64(),
         after.saturating_sub(before) / (1024 * 1024),
+        peak.saturating_sub(before) / (1024 * 1024),
         import.as_secs_f64(),
         entities as f64 / import.as_secs_f64()
     )
