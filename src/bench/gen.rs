@@ -168,7 +168,7 @@ impl GenEntity {
         let parents = self.parents.iter().map(|(ty, id)| uid(ty, id)).collect();
         Entity::new(self.uid(), attrs, parents)
             .map_err(|e| e.to_string())
-            .and_then(|entity| StoredEntity::new(&entity).map_err(|e| e.to_string()))
+            .and_then(|entity| StoredEntity::new(entity).map_err(|e| e.to_string()))
     }
 }
 

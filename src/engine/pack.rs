@@ -106,7 +106,7 @@ impl PolicyPack {
             })?
             .iter()
             .map(|entity| {
-                StoredEntity::new(entity)
+                StoredEntity::new(entity.clone())
                     .map(|stored| (entity.uid(), Arc::new(stored)))
                     .map_err(|error| {
                         Problems(vec![crate::diagnostics::Problem::message(

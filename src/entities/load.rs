@@ -38,14 +38,14 @@ pub fn parse_entity(
             uid: uid_text,
             message: one_line(&error),
         })?;
-    store_form(&entity)
+    store_form(entity)
 }
 
 /// Parses and schema-checks one entity given as JSON text: one pass over
 /// the text, no intermediate `serde_json::Value` (the bulk-load path).
 pub fn parse_entity_str(text: &str, schema: &Schema) -> Result<StoredEntity, EntityLoadError> {
     match Entity::from_json_str(text, Some(schema)) {
-        Ok(entity) => store_form(&entity),
+        Ok(entity) => store_form(entity),
         // Only a failure pays for a second parse, to name the entity.
         Err(error) => Err(EntityLoadError::Invalid {
             uid: serde_json::from_str::<serde_json::Value>(text)
@@ -56,7 +56,7 @@ pub fn parse_entity_str(text: &str, schema: &Schema) -> Result<StoredEntity, Ent
     }
 }
 
-fn store_form(entity: &Entity) -> Result<StoredEntity, EntityLoadError> {
+fn store_form(entity: Entity) -> Result<StoredEntity, EntityLoadError> {
     let uid = entity.uid();
     if uid.type_name().basename() == "Action" {
         return Err(EntityLoadError::Action(uid.to_string()));

@@ -122,7 +122,7 @@ mod tests {
             "uid": {"type": "User", "id": id}, "attrs": {"name": name}, "parents": [],
         });
         let parsed = cedar_policy::Entity::from_json_value(json, None).unwrap();
-        Arc::new(StoredEntity::new(&parsed).unwrap())
+        Arc::new(StoredEntity::new(parsed).unwrap())
     }
 
     #[test]

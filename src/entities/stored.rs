@@ -54,7 +54,7 @@ pub struct StoredEntity {
 
 impl StoredEntity {
     /// Takes the data out of a parsed (and schema-checked) Cedar entity.
-    pub fn new(entity: &Entity) -> Result<Self, ConversionError> {
+    pub fn new(entity: Entity) -> Result<Self, ConversionError> {
         let uid = entity.uid();
         let fail = |message: String| ConversionError {
             uid: uid.to_string(),
@@ -69,7 +69,8 @@ impl StoredEntity {
         attrs.sort_by(|a, b| a.0.cmp(&b.0));
         let mut tags = entity.tags().map(convert).collect::<Result<Vec<_>, _>>()?;
         tags.sort_by(|a, b| a.0.cmp(&b.0));
-        let (_, _, parents) = entity.clone().into_inner();
+        // Cedar offers the parents only by taking the entity apart.
+        let (_, _, parents) = entity.into_inner();
         let mut parents: Vec<EntityUid> = parents.into_iter().collect();
         parents.sort_by_cached_key(ToString::to_string);
         Ok(Self {
@@ -217,7 +218,7 @@ mod tests {
 
     fn round_trip(json: serde_json::Value) {
         let entity = Entity::from_json_value(json.clone(), None).unwrap_or_else(|e| panic!("{e}"));
-        let stored = StoredEntity::new(&entity).unwrap_or_else(|e| panic!("{e}"));
+        let stored = StoredEntity::new(entity.clone()).unwrap_or_else(|e| panic!("{e}"));
         let rebuilt = stored.to_cedar_direct().unwrap_or_else(|e| panic!("{e}"));
         assert!(rebuilt.deep_eq(&entity), "{json}\n{rebuilt:?}\n{entity:?}");
     }
@@ -263,7 +264,7 @@ mod tests {
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let stored = StoredEntity::new(&entity).unwrap_or_else(|e| panic!("{e}"));
+        let stored = StoredEntity::new(entity).unwrap_or_else(|e| panic!("{e}"));
         let mut refs = Vec::new();
         stored.for_each_ref(|uid| refs.push(uid.to_string()));
         refs.sort();

@@ -209,7 +209,10 @@ fn check_world(policies: &str, seed: u64) -> usize {
     let all = Entities::from_entities(parsed.clone(), Some(&pack.schema)).unwrap();
     let snapshot = Snapshot {
         pack: Arc::new(pack_from(policies)),
-        entities: EntityMap::from_entities(parsed.iter().map(|e| StoredEntity::new(e).unwrap()), 1),
+        entities: EntityMap::from_entities(
+            parsed.into_iter().map(|e| StoredEntity::new(e).unwrap()),
+            1,
+        ),
         pack_loaded_at: SystemTime::now(),
     };
     let mut compared = 0;
