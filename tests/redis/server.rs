@@ -3,6 +3,7 @@
 //! nodes, Sentinel-monitored servers and the TLS port need TCP and take
 //! free ports.
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
@@ -78,6 +79,14 @@ impl RedisServer {
 
     /// Runs one command and returns the raw RESP reply text.
     pub fn command(&self, args: &[&str]) -> String {
+        match self.try_command(args) {
+            Ok(reply) => reply,
+            Err(err) => panic!("redis command {args:?}: {err}"),
+        }
+    }
+
+    /// [`RedisServer::command`] that reports I/O errors instead of panicking.
+    fn try_command(&self, args: &[&str]) -> std::io::Result<String> {
         let mut request = format!("*{}\r\n", args.len());
         for arg in args {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
@@ -85,17 +94,17 @@ impl RedisServer {
         let mut reply = vec![0u8; 1 << 16];
         let n = match self.port {
             Some(port) => {
-                let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-                stream.write_all(request.as_bytes()).expect("write");
-                stream.read(&mut reply).expect("read")
+                let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+                stream.write_all(request.as_bytes())?;
+                stream.read(&mut reply)?
             }
             None => {
-                let mut stream = UnixStream::connect(self.socket()).expect("connect");
-                stream.write_all(request.as_bytes()).expect("write");
-                stream.read(&mut reply).expect("read")
+                let mut stream = UnixStream::connect(self.socket())?;
+                stream.write_all(request.as_bytes())?;
+                stream.read(&mut reply)?
             }
         };
-        String::from_utf8_lossy(&reply[..n]).into_owned()
+        Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
     }
 
     /// Starts a server that also listens for TLS on a free port with the
@@ -180,22 +189,33 @@ impl RedisServer {
             }
         }
         command.args(&self.extra);
+        // The server logs to stdout; keep it so that a failed start says why.
+        let log_path = self.dir.path().join("redis.log");
+        let log = std::fs::File::create(&log_path).expect("create redis.log");
         let child = command
-            .stdout(Stdio::null())
+            .stdout(log)
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let up = match self.port {
-                Some(port) => TcpStream::connect(("127.0.0.1", port)).is_ok(),
-                None => UnixStream::connect(self.socket()).is_ok(),
-            };
-            if up && self.command(&["PING"]).starts_with("+PONG") {
-                return;
+            // Errors are expected while the server starts (refused, or reset
+            // by a server still setting up); only its exit or the deadline end
+            // the wait.
+            if let Ok(reply) = self.try_command(&["PING"]) {
+                if reply.starts_with("+PONG") {
+                    return;
+                }
             }
-            assert!(Instant::now() < deadline, "redis-server did not come up");
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("redis-server did not come up ({exited:?}); its log:\n{log}");
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -207,13 +227,45 @@ impl Drop for RedisServer {
     }
 }
 
-/// A free TCP port on loopback (the OS picks it; released right away).
+/// Ports handed out in this test process. The OS only promises that a port
+/// was free when it was picked; tests run in parallel, so without this record
+/// two servers (or a server and a cluster node's bus, port + 10000) could be
+/// given the same port before either binds it.
+static RESERVED_PORTS: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// A free TCP port on loopback, never handed out before in this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    free_port_where(|_, _| true)
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too; both are
+/// reserved.
+fn free_cluster_port() -> u16 {
+    free_port_where(|port, reserved| {
+        port < 55_000
+            && !reserved.contains(&(port + 10_000))
+            && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+            && reserved.insert(port + 10_000)
+    })
+}
+
+/// Picks OS-chosen free ports until one is not reserved and passes `accept`,
+/// then reserves it.
+fn free_port_where(mut accept: impl FnMut(u16, &mut BTreeSet<u16>) -> bool) -> u16 {
+    let mut reserved = RESERVED_PORTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        if !reserved.contains(&port) && accept(port, &mut reserved) {
+            reserved.insert(port);
+            return port;
+        }
+    }
 }
 
 /// A local 3-node Redis Cluster (no replicas), torn down on drop.
@@ -238,15 +290,7 @@ impl RedisCluster {
         let cluster_args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                // The cluster bus uses port + 10000: keep both below 65536.
-                let port = loop {
-                    let port = free_port();
-                    if port < 55_000
-                        && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
-                    {
-                        break port;
-                    }
-                };
+                let port = free_cluster_port();
                 match tls {
                     None => RedisServer::start_with(Persistence::None, Some(port), &cluster_args),
                     Some(pki) => {
