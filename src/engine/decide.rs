@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cedar_policy::{Context, Decision as CedarDecision, Entities, EntityUid, Request};
+use cedar_policy::{Context, Decision as CedarDecision, EntityUid, Request};
 
 use super::PolicyPack;
 use crate::diagnostics::one_line;
@@ -72,29 +72,43 @@ pub fn decide(
             request.action
         )));
     }
-    let empty = serde_json::Value::Object(Default::default());
-    let context_json = match &request.context {
-        None | Some(serde_json::Value::Null) => &empty,
-        Some(json) => json,
+    let empty = serde_json::Map::new();
+    let fields = match &request.context {
+        None | Some(serde_json::Value::Null) => Some(&empty),
+        Some(serde_json::Value::Object(fields)) => Some(fields),
+        Some(_) => None,
     };
     // An empty context needs no parsing; `Request::new` below still checks
     // it against the action's context type.
-    let context = if context_json == &empty {
-        Context::empty()
-    } else {
-        Context::from_json_value(context_json.clone(), Some((&pack.schema, &request.action)))
-            .map_err(|e| {
-                RequestError::SchemaViolation(format!(
-                    "context does not match the schema: {}",
-                    one_line(&e)
-                ))
-            })?
+    let built = match fields {
+        Some(fields) if fields.is_empty() => Some((Context::empty(), Vec::new(), Vec::new())),
+        Some(fields) => pack
+            .context_shapes
+            .build(&request.action, fields, &pack.type_names)
+            // Flat fields only: every named entity is outside a set.
+            .map(|built| (built.context, built.entities.clone(), built.entities)),
+        None => None,
+    };
+    let (context, context_refs, context_named) = match built {
+        Some(built) => built,
+        None => {
+            let json = request.context.clone().unwrap_or_default();
+            let context = Context::from_json_value(json, Some((&pack.schema, &request.action)))
+                .map_err(|e| {
+                    RequestError::SchemaViolation(format!(
+                        "context does not match the schema: {}",
+                        one_line(&e)
+                    ))
+                })?;
+            let (refs, named) = context_entities(&context, fields.unwrap_or(&empty));
+            (context, refs, named)
+        }
     };
     let cedar_request = Request::new(
         request.principal.clone(),
         request.action.clone(),
         request.resource.clone(),
-        context.clone(),
+        context,
         Some(&pack.schema),
     )
     .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
@@ -109,6 +123,7 @@ pub fn decide(
         overlay: &overlay,
         actions: &pack.actions,
         store,
+        policy_literals: &pack.policy_literals,
     };
 
     Ok(decide_sliced(
@@ -116,8 +131,10 @@ pub fn decide(
         &slicer,
         &cedar_request,
         request,
-        &context,
-        context_json,
+        ContextEntities {
+            refs: context_refs,
+            named: context_named,
+        },
     ))
 }
 
@@ -126,8 +143,7 @@ fn decide_sliced(
     slicer: &Slicer<'_>,
     cedar_request: &Request,
     request: &DecisionRequest,
-    context: &Context,
-    context_json: &serde_json::Value,
+    context_entities: ContextEntities,
 ) -> Decision {
     // Fail closed on unknown principals and resources: a policy without
     // conditions must not hand rights to an id nobody has created.
@@ -149,13 +165,9 @@ fn decide_sliced(
         request.action.clone(),
         request.resource.clone(),
     ];
-    roots.extend(context_entity_refs(context, context_json));
+    roots.extend(context_entities.refs);
     roots.extend(pack.literal_roots.iter().cloned());
-    let slice = slicer
-        .slice(&roots, pack.slice_limits)
-        .map_err(|e| e.to_string())
-        .and_then(|slice| Entities::from_entities(slice, None).map_err(|e| one_line(&e)));
-    let entities = match slice {
+    let entities = match slicer.slice(&roots, &context_entities.named, pack.slice_limits) {
         Ok(entities) => entities,
         Err(error) => return deny(vec![format!("entity data is inconsistent: {error}")]),
     };
@@ -209,15 +221,28 @@ fn deny(errors: Vec<String>) -> Decision {
     }
 }
 
-/// Entities named (outside sets) by the context's values.
-fn context_entity_refs(context: &Context, context_json: &serde_json::Value) -> Vec<EntityUid> {
+/// The entities a request's context names.
+struct ContextEntities {
+    /// Outside sets: slice roots.
+    refs: Vec<EntityUid>,
+    /// All of them, inside sets too.
+    named: Vec<EntityUid>,
+}
+
+/// Entities the context's values name: those outside sets (a policy can
+/// dereference them: slice roots), and all of them, inside sets too (a
+/// policy can name them on the right of `in`).
+fn context_entities(
+    context: &Context,
+    context_json: &serde_json::Map<String, serde_json::Value>,
+) -> (Vec<EntityUid>, Vec<EntityUid>) {
     let mut refs = Vec::new();
-    if let Some(fields) = context_json.as_object() {
-        for key in fields.keys() {
-            if let Some(value) = context.get(key) {
-                crate::entities::collect_refs(&value, &mut refs);
-            }
+    let mut named = Vec::new();
+    for key in context_json.keys() {
+        if let Some(value) = context.get(key) {
+            crate::entities::collect_refs(&value, &mut refs);
+            crate::entities::collect_named(&value, &mut named);
         }
     }
-    refs
+    (refs, named)
 }

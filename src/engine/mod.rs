@@ -3,6 +3,7 @@
 //! is pointed at; nothing here touches the network.
 
 mod action_index;
+mod context;
 mod decide;
 mod hierarchy;
 mod pack;

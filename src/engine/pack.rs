@@ -8,10 +8,11 @@ use std::sync::Arc;
 use cedar_policy::{Authorizer, Effect, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
 use super::action_index::ActionIndex;
+use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{SliceLimits, StoredEntity};
+use crate::entities::{SliceLimits, StoredEntity, UidSet};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -38,6 +39,10 @@ pub struct PolicyPack {
     /// Entities named literally in policies; slice roots only when the
     /// policies can dereference them (no bounded level validated).
     pub literal_roots: Vec<EntityUid>,
+    /// Every entity literal in the policies (a linked template's included),
+    /// and every entity a template link names: the ancestors a policy can always name (see
+    /// [`crate::entities::Slicer`]).
+    pub policy_literals: UidSet,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
     /// Content hash of the policy files and schema files: names the loaded
@@ -53,6 +58,9 @@ pub struct PolicyPack {
     /// The schema's entity and action type names by their text, parsed once
     /// (Cedar's parser costs microseconds per name on the request path).
     pub type_names: HashMap<String, EntityTypeName>,
+    /// Each action's declared context fields, to build simple contexts
+    /// without Cedar's JSON parser.
+    pub context_shapes: ContextShapes,
 }
 
 impl PolicyPack {
@@ -132,6 +140,14 @@ impl PolicyPack {
         } else {
             Vec::new()
         };
+        let policy_literals = files
+            .set
+            .policies()
+            .flat_map(|p| {
+                let links = p.template_links().unwrap_or_default().into_values();
+                p.entity_literals().into_iter().chain(links)
+            })
+            .collect();
         let by_action = ActionIndex::build(&files.set, &actions);
         let type_names = schema
             .entity_types()
@@ -139,6 +155,7 @@ impl PolicyPack {
             .chain(actions.keys().map(|uid| uid.type_name().clone()))
             .map(|name| (name.to_string(), name))
             .collect();
+        let context_shapes = ContextShapes::new(&schema, actions.keys());
         let forbids = files
             .info
             .iter()
@@ -154,10 +171,12 @@ impl PolicyPack {
             actions,
             slice_limits,
             literal_roots,
+            policy_literals,
             forbids,
             authorizer: Authorizer::new(),
             by_action,
             type_names,
+            context_shapes,
         })
     }
 }

@@ -6,22 +6,30 @@
 //! attributes name are level `k + 1`. The policy set's validated maximum
 //! level bounds the walk.
 //!
-//! Each included root is given *all* of its ancestors as parents (walked
-//! here over the store's direct parents), so `in` is answered exactly as on
-//! the whole store without the ancestors themselves being in the slice (a
-//! policy can read an ancestor's data only by reaching it as a value, and
-//! then it is included on its own). The slice stays at a few entities, and
-//! Cedar finds its transitive closure already complete. Entities reached
-//! through attributes get their ancestors too, unless the policies never
-//! test their ancestry ([`SliceLimits::ancestors_beyond_roots`]).
+//! Each included root is given as parents those of its ancestors (walked
+//! here over the store's direct parents) that the request can *name*, so
+//! `in` is answered exactly as on the whole store without the ancestors
+//! themselves being in the slice. A policy can only test `e in x` for an
+//! `x` it can write down: an entity literal of a policy, a request variable,
+//! a value in the context, or an attribute or tag value of an entity in the
+//! slice (Cedar has no way to enumerate ancestors, and no other way to make
+//! an entity reference). Any other ancestor can never change a decision, so
+//! it is left out, and Cedar's transitive closure (which it recomputes over
+//! the slice for every request) stays small. Entities reached through
+//! attributes get their named ancestors too, unless the policies never test
+//! their ancestry ([`SliceLimits::ancestors_beyond_roots`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use cedar_policy::{Entity, EntityUid};
+use cedar_policy::{Entities, EntityUid};
+use cedar_policy_core::ast;
+use cedar_policy_core::entities::{NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
 
 use super::stored::ConversionError;
 use super::{EntityMap, StoredEntity};
+use crate::diagnostics::one_line;
 
 /// How far the slice follows attribute references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +42,9 @@ pub struct SliceLimits {
     pub ancestors_beyond_roots: bool,
 }
 
+/// A set of entity uids under a fast hasher.
+pub type UidSet = HashSet<EntityUid, foldhash::fast::RandomState>;
+
 /// Where a request's entities come from, in order of precedence: entities
 /// sent with the request, the schema's action entities, the store.
 pub struct Slicer<'a> {
@@ -43,6 +54,9 @@ pub struct Slicer<'a> {
     pub actions: &'a HashMap<EntityUid, Arc<StoredEntity>>,
     /// The snapshot of stored entities this decision is made against.
     pub store: &'a EntityMap,
+    /// Every entity literal in the policies (and template links): ancestors
+    /// a policy can name whatever the request.
+    pub policy_literals: &'a UidSet,
 }
 
 impl<'a> Slicer<'a> {
@@ -54,15 +68,19 @@ impl<'a> Slicer<'a> {
             .or_else(|| self.store.get(uid))
     }
 
-    /// The entities a decision over `roots` can read, each with all of its
-    /// ancestors as parents.
+    /// The entities a decision over `roots` can read, each with the
+    /// ancestors the request can name, as Cedar's entity set. `context_named`
+    /// holds every entity the context names, inside sets too.
     pub fn slice(
         &self,
         roots: &[EntityUid],
+        context_named: &[EntityUid],
         limits: SliceLimits,
-    ) -> Result<Vec<Entity>, ConversionError> {
+    ) -> Result<Entities, SliceError> {
         let mut included: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
-        let mut out = Vec::new();
+        let mut reached: Vec<(&StoredEntity, u32)> = Vec::new();
+        let mut named: HashSet<&EntityUid, foldhash::fast::RandomState> =
+            roots.iter().chain(context_named).collect();
         let mut queue: VecDeque<(&EntityUid, u32)> = roots.iter().map(|uid| (uid, 0)).collect();
         // Breadth first, so an entity is first seen at its lowest level.
         while let Some((uid, level)) = queue.pop_front() {
@@ -73,36 +91,88 @@ impl<'a> Slicer<'a> {
                 continue;
             };
             included.insert(stored.uid_ref());
-            let ancestors = if level == 0 || limits.ancestors_beyond_roots {
-                self.ancestors(stored)
-            } else {
-                HashSet::new()
-            };
-            out.push(stored.to_cedar(ancestors)?);
+            reached.push((stored, level));
+            // Its values can be named even where the walk stops following them.
+            stored.for_each_named(|r| {
+                named.insert(r);
+            });
             let next = level + 1;
             if limits.depth.is_none_or(|depth| next < depth) {
                 stored.for_each_ref(|r| queue.push_back((r, next)));
             }
         }
-        Ok(out)
+        let nameable = |uid: &EntityUid| named.contains(uid) || self.policy_literals.contains(uid);
+        let entities = reached
+            .into_iter()
+            .map(|(stored, level)| {
+                let (parents, indirect) = if level == 0 || limits.ancestors_beyond_roots {
+                    self.ancestors_where(stored, nameable)
+                } else {
+                    Default::default()
+                };
+                stored.to_engine(parents, indirect)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every entity carries all the ancestors a policy can ask about (see
+        // the module doc), so Cedar is told not to compute a closure: that
+        // was a third of a decision's cost, for nothing.
+        let entities = cedar_policy_core::entities::Entities::from_entities(
+            entities,
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            Extensions::all_available(),
+        )
+        .map_err(|e| SliceError::Cedar(one_line(&e)))?;
+        Ok(Entities::from(entities))
     }
 
-    /// Every ancestor of `entity`: its parents, theirs, and so on. A parent
-    /// that does not exist is still an ancestor (as in Cedar); it just has
-    /// none of its own.
-    pub fn ancestors(&self, entity: &StoredEntity) -> HashSet<EntityUid> {
-        // Borrowed uids under a cheap hasher while walking; Cedar wants an
-        // owned std set, built once at the end.
+    /// The ancestors of `entity` (its parents, theirs, and so on) for which
+    /// `keep` holds, as Cedar's direct parents and indirect ancestors. A
+    /// parent that does not exist is still an ancestor (as in Cedar); it just
+    /// has none of its own.
+    pub fn ancestors_where(
+        &self,
+        entity: &StoredEntity,
+        keep: impl Fn(&EntityUid) -> bool,
+    ) -> (HashSet<ast::EntityUID>, HashSet<ast::EntityUID>) {
+        // Borrowed uids under a cheap hasher while walking; Cedar wants
+        // owned std sets of what is kept.
         let mut seen: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
-        let mut stack: Vec<&EntityUid> = entity.parents.iter().collect();
-        while let Some(uid) = stack.pop() {
-            if !seen.insert(uid) {
-                continue;
-            }
-            if let Some(parent) = self.get(uid) {
-                stack.extend(parent.parents.iter());
+        let mut stack: Vec<&EntityUid> = Vec::new();
+        let mut parents = HashSet::new();
+        let mut indirect = HashSet::new();
+        for parent in entity.parents.iter() {
+            if seen.insert(parent) {
+                stack.push(parent);
+                if keep(parent) {
+                    parents.insert(parent.as_ref().clone());
+                }
             }
         }
-        seen.into_iter().cloned().collect()
+        while let Some(uid) = stack.pop() {
+            let Some(ancestor) = self.get(uid) else {
+                continue;
+            };
+            for next in ancestor.parents.iter() {
+                if seen.insert(next) {
+                    stack.push(next);
+                    if keep(next) {
+                        indirect.insert(next.as_ref().clone());
+                    }
+                }
+            }
+        }
+        (parents, indirect)
     }
+}
+
+/// Why a slice could not be built.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SliceError {
+    /// A stored entity could not be turned into Cedar's form.
+    #[error(transparent)]
+    Conversion(#[from] ConversionError),
+    /// Cedar refused the set of entities.
+    #[error("{0}")]
+    Cedar(String),
 }

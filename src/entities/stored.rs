@@ -11,6 +11,9 @@
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{Entity, EntityUid, EvalResult, RestrictedExpression};
+use cedar_policy_core::ast;
+use cedar_policy_core::evaluator::RestrictedEvaluator;
+use cedar_policy_core::extensions::Extensions;
 
 /// An attribute or tag value, as validated when the entity was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,8 +104,18 @@ impl StoredEntity {
         }
     }
 
-    /// Builds Cedar's entity with the given parents (the slice passes every
-    /// ancestor, so Cedar has no closure left to compute).
+    /// Calls `visit` with every entity named anywhere in an attribute or tag
+    /// value, inside sets too: the references a policy can compare or use
+    /// on the right of `in`.
+    pub fn for_each_named<'a>(&'a self, mut visit: impl FnMut(&'a EntityUid)) {
+        for (_, value) in self.attrs.iter().chain(self.tags.iter()) {
+            value.for_each_named(&mut visit);
+        }
+    }
+
+    /// Builds Cedar's entity with the given parents (the slice passes the
+    /// ancestors a request can name, so Cedar has no closure left to
+    /// compute).
     pub fn to_cedar(&self, parents: HashSet<EntityUid>) -> Result<Entity, ConversionError> {
         let fail = |message: String| ConversionError {
             uid: self.uid.to_string(),
@@ -112,6 +125,30 @@ impl StoredEntity {
         let tags = expressions(&self.tags).map_err(fail)?;
         Entity::new_with_tags(self.uid.clone(), attrs, parents, tags)
             .map_err(|e| fail(e.to_string()))
+    }
+
+    /// Builds the engine's own form of the entity, with the given ancestors
+    /// (split into direct `parents` and `indirect` ones) taken as its
+    /// complete set of ancestors. Values are built directly, not evaluated
+    /// from expressions as [`StoredEntity::to_cedar`] has Cedar do.
+    pub fn to_engine(
+        &self,
+        parents: HashSet<ast::EntityUID>,
+        indirect: HashSet<ast::EntityUID>,
+    ) -> Result<ast::Entity, ConversionError> {
+        let fail = |message: String| ConversionError {
+            uid: self.uid.to_string(),
+            message,
+        };
+        let attrs = engine_values(&self.attrs).map_err(fail)?;
+        let tags = engine_values(&self.tags).map_err(fail)?;
+        Ok(ast::Entity::new_with_attr_partial_value(
+            self.uid.as_ref().clone(),
+            attrs,
+            indirect,
+            parents,
+            tags,
+        ))
     }
 
     /// Builds Cedar's entity with the direct parents only (for JSON output
@@ -137,6 +174,15 @@ fn expressions(
     values
         .iter()
         .map(|(name, value)| Ok((name.to_string(), value.to_expression()?)))
+        .collect()
+}
+
+fn engine_values(
+    values: &[(Box<str>, AttrValue)],
+) -> Result<Vec<(smol_str::SmolStr, ast::PartialValue)>, String> {
+    values
+        .iter()
+        .map(|(name, value)| Ok((name.as_ref().into(), value.to_engine()?.into())))
         .collect()
 }
 
@@ -185,6 +231,54 @@ impl AttrValue {
         })
     }
 
+    /// The engine's value, built directly; only extension values go through
+    /// Cedar's parser and evaluator (their text is all the store keeps).
+    fn to_engine(&self) -> Result<ast::Value, String> {
+        Ok(match self {
+            Self::Bool(b) => (*b).into(),
+            Self::Long(n) => (*n).into(),
+            Self::String(s) => ast::Value::from(s.as_ref()),
+            Self::Entity(uid) => ast::Value::from(EntityUid::clone(uid).as_ref().clone()),
+            Self::Set(items) => ast::Value::set(
+                items
+                    .iter()
+                    .map(Self::to_engine)
+                    .collect::<Result<Vec<_>, _>>()?,
+                None,
+            ),
+            Self::Record(fields) => ast::Value::record(
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.as_ref(), v.to_engine()?)))
+                    .collect::<Result<Vec<_>, String>>()?,
+                None,
+            ),
+            Self::Extension(text) => {
+                let expr: ast::RestrictedExpr = text.parse().map_err(|e| format!("{e}"))?;
+                RestrictedEvaluator::new(Extensions::all_available())
+                    .interpret(expr.as_borrowed())
+                    .map_err(|e| e.to_string())?
+            }
+        })
+    }
+
+    fn for_each_named<'a>(&'a self, visit: &mut impl FnMut(&'a EntityUid)) {
+        match self {
+            Self::Entity(uid) => visit(uid),
+            Self::Set(items) => {
+                for item in items.iter() {
+                    item.for_each_named(visit);
+                }
+            }
+            Self::Record(fields) => {
+                for (_, value) in fields.iter() {
+                    value.for_each_named(visit);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn for_each_ref<'a>(&'a self, visit: &mut impl FnMut(&'a EntityUid)) {
         match self {
             Self::Entity(uid) => visit(uid),
@@ -198,13 +292,32 @@ impl AttrValue {
     }
 }
 
-/// Entity uids reachable from a value through records (not sets).
+/// Entity uids reachable from a value through records (not sets): the
+/// ones a policy can dereference.
 pub fn collect_refs(value: &EvalResult, out: &mut Vec<EntityUid>) {
     match value {
         EvalResult::EntityUid(uid) => out.push(uid.clone()),
         EvalResult::Record(record) => {
             for (_, field) in record.iter() {
                 collect_refs(field, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every entity uid in a value, inside sets too: the ones a policy can name.
+pub fn collect_named(value: &EvalResult, out: &mut Vec<EntityUid>) {
+    match value {
+        EvalResult::EntityUid(uid) => out.push(uid.clone()),
+        EvalResult::Record(record) => {
+            for (_, field) in record.iter() {
+                collect_named(field, out);
+            }
+        }
+        EvalResult::Set(items) => {
+            for item in items.iter() {
+                collect_named(item, out);
             }
         }
         _ => {}

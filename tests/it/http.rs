@@ -90,15 +90,29 @@ async fn unknown_principal_is_denied_with_an_explanation() {
 
 #[tokio::test]
 async fn context_is_checked_against_the_schema() {
-    let (status, body) = authorize(json!({
-        "principal": "User::\"ana\"",
-        "action": "Action::\"TransferOrgOwnership\"",
-        "resource": "Org::\"acme\"",
-        "context": {"newOwner": 42}
-    }))
-    .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["code"], "request_schema_violation", "{body}");
+    // Wrong kind, missing field, undeclared field, an entity of the wrong
+    // type (built without Cedar's parser, then refused by the schema check).
+    for context in [
+        json!({"newOwner": 42}),
+        json!({}),
+        json!({"newOwner": {"type": "User", "id": "ana"}, "extra": true}),
+        json!({"newOwner": {"type": "Org", "id": "acme"}}),
+    ] {
+        let (status, body) = authorize(json!({
+            "principal": "User::\"ana\"",
+            "action": "Action::\"TransferOrgOwnership\"",
+            "resource": "Org::\"acme\"",
+            "context": context
+        }))
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{context}: {body}");
+        assert_eq!(
+            body["code"], "request_schema_violation",
+            "{context}: {body}"
+        );
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("context"), "{context}: {message}");
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Property test: deciding on the per-request slice gives exactly what Cedar
 //! decides with the whole store in one `Entities`, over generated graphs
 //! (users in nested groups in orgs, attributes pointing across the graph,
-//! dangling references and cycles through attributes).
+//! dangling references and cycles through attributes). The policies test
+//! `in` against every kind of thing a policy can name: literals in scopes
+//! and in conditions, attributes, sets in attributes and in the context.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,8 +20,8 @@ const SCHEMA: &str = r#"
 entity Org { tier: Long };
 entity Group in [Group, Org] { lead?: User, org?: Org };
 entity User in [Group, Org] { manager?: User, level: Long, home?: Group };
-entity Doc in [Group] { owner: User, team?: Group, meta: { reviewer: User } };
-action read appliesTo { principal: User, resource: Doc, context: { via?: Group } };
+entity Doc in [Group] { owner: User, team?: Group, meta: { reviewer: User }, readers?: Set<Group> };
+action read appliesTo { principal: User, resource: Doc, context: { via?: Group, among?: Set<Group> } };
 "#;
 
 const POLICIES: &str = r#"
@@ -41,6 +43,12 @@ permit (principal, action, resource) when { resource.owner has home && resource.
 forbid (principal in Group::"g0", action, resource) when { resource.owner.level < principal.level };
 @id("owners-home-inside-readers-home")
 permit (principal, action, resource) when { resource.owner has home && principal has home && resource.owner.home in principal.home };
+@id("listed-readers")
+permit (principal, action, resource) when { resource has readers && principal in resource.readers };
+@id("context-groups")
+permit (principal, action, resource) when { context has among && principal in context.among };
+@id("level-one-in-g1")
+permit (principal, action, resource) when { principal.level == 1 && principal in Group::"g1" && resource in Group::"g2" };
 @id("low-tier-lead")
 forbid (principal, action, resource) when { principal has home && principal.home has org && principal.home.org.tier < 1 };
 "#;
@@ -65,6 +73,16 @@ impl Gen {
 
 fn uid(ty: &str, id: String) -> Value {
     json!({"type": ty, "id": id})
+}
+
+/// Up to three groups (duplicates are fine: Cedar drops them).
+fn some_groups(g: &mut Gen, groups: usize) -> Value {
+    let count = g.below(4);
+    Value::Array(
+        (0..count)
+            .map(|_| uid("Group", format!("g{}", g.below(groups))))
+            .collect(),
+    )
 }
 
 /// Generates entity JSON for one random world.
@@ -126,6 +144,9 @@ fn world(seed: u64) -> (Vec<Value>, usize, usize, usize) {
         attrs.insert("meta".into(), json!({"reviewer": some_user(&mut g)}));
         if g.chance(50) {
             attrs.insert("team".into(), uid("Group", format!("g{}", g.below(groups))));
+        }
+        if g.chance(50) {
+            attrs.insert("readers".into(), some_groups(&mut g, groups));
         }
         out.push(json!({"uid": uid("Doc", format!("d{i}")), "attrs": attrs, "parents": parents}));
     }
@@ -219,11 +240,14 @@ fn check_world(policies: &str, seed: u64) -> usize {
     let mut g = Gen(seed.rotate_left(17) | 1);
     for u in 0..users {
         for d in 0..docs {
-            let context = if g.chance(50) {
-                json!({"via": uid("Group", format!("g{}", g.below(groups)))})
-            } else {
-                json!({})
-            };
+            let mut context = serde_json::Map::new();
+            if g.chance(50) {
+                context.insert("via".into(), uid("Group", format!("g{}", g.below(groups))));
+            }
+            if g.chance(30) {
+                context.insert("among".into(), some_groups(&mut g, groups));
+            }
+            let context = Value::Object(context);
             let request = DecisionRequest {
                 principal: format!("User::\"u{u}\"").parse().unwrap(),
                 action: "Action::\"read\"".parse().unwrap(),
