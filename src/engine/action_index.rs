@@ -4,17 +4,17 @@
 //! evaluating only the indexed policies gives exactly Cedar's answer on the
 //! whole set, with less work per request.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use cedar_policy::{ActionConstraint, EntityUid, PolicySet};
 
-use crate::entities::StoredEntity;
+use crate::entities::{StoredEntity, UidMap};
 
 /// The policy subsets, by action uid.
 #[derive(Debug, Default)]
 pub struct ActionIndex {
-    by_action: HashMap<EntityUid, PolicySet>,
+    by_action: UidMap<PolicySet>,
 }
 
 impl ActionIndex {
@@ -23,11 +23,11 @@ impl ActionIndex {
     /// empty index (every request uses the whole set) when the set holds
     /// template-linked policies, which a subset cannot carry without their
     /// templates.
-    pub fn build(set: &PolicySet, actions: &HashMap<EntityUid, Arc<StoredEntity>>) -> Self {
+    pub fn build(set: &PolicySet, actions: &UidMap<Arc<StoredEntity>>) -> Self {
         if set.policies().any(|p| !p.is_static()) {
             return Self::default();
         }
-        let mut by_action = HashMap::with_capacity(actions.len());
+        let mut by_action = UidMap::with_capacity_and_hasher(actions.len(), Default::default());
         for action in actions.keys() {
             let ancestors = ancestors(action, actions);
             let mut subset = PolicySet::new();
@@ -58,10 +58,7 @@ impl ActionIndex {
 }
 
 /// Every action group `action` is in, transitively.
-fn ancestors(
-    action: &EntityUid,
-    actions: &HashMap<EntityUid, Arc<StoredEntity>>,
-) -> HashSet<EntityUid> {
+fn ancestors(action: &EntityUid, actions: &UidMap<Arc<StoredEntity>>) -> HashSet<EntityUid> {
     let mut seen = HashSet::new();
     let mut stack = vec![action.clone()];
     while let Some(uid) = stack.pop() {

@@ -13,9 +13,11 @@
 
 use std::collections::HashMap;
 
-use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
+use cedar_policy::{Context, EntityId, EntityUid, RestrictedExpression, Schema};
 use cedar_policy_core::validator::types::Type;
 use serde_json::{Map, Value};
+
+use super::TypeNames;
 
 /// What a declared context field holds, where it can be built directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,7 @@ impl ContextShapes {
         &self,
         action: &EntityUid,
         json: &Map<String, Value>,
-        type_names: &HashMap<String, EntityTypeName>,
+        type_names: &TypeNames,
     ) -> Option<BuiltContext> {
         let fields = self.by_action.get(action)?;
         let mut pairs = Vec::with_capacity(json.len());
@@ -110,10 +112,7 @@ fn kind_of(declared: &Type) -> FieldKind {
 
 /// `{"type": T, "id": I}` or `{"__entity": {"type": T, "id": I}}`, with `T`
 /// a type the schema declares; any other shape is Cedar's to judge.
-fn entity_reference(
-    json: &Map<String, Value>,
-    type_names: &HashMap<String, EntityTypeName>,
-) -> Option<EntityUid> {
+fn entity_reference(json: &Map<String, Value>, type_names: &TypeNames) -> Option<EntityUid> {
     if let (1, Some(Value::Object(inner))) = (json.len(), json.get("__entity")) {
         return entity_reference(inner, type_names);
     }
@@ -144,12 +143,7 @@ mod tests {
         action plain appliesTo { principal: User, resource: Env };
     "#;
 
-    fn setup() -> (
-        Schema,
-        ContextShapes,
-        HashMap<String, EntityTypeName>,
-        EntityUid,
-    ) {
+    fn setup() -> (Schema, ContextShapes, TypeNames, EntityUid) {
         let (schema, _) = Schema::from_cedarschema_str(SCHEMA).unwrap();
         let go: EntityUid = r#"Action::"go""#.parse().unwrap();
         let plain: EntityUid = r#"Action::"plain""#.parse().unwrap();

@@ -1,14 +1,13 @@
 //! One decision: validate the request against the schema, slice the entity
 //! store, ask Cedar, then apply our fail-closed rules.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use cedar_policy::{Context, Decision as CedarDecision, EntityUid, Request};
 
 use super::PolicyPack;
 use crate::diagnostics::one_line;
-use crate::entities::{parse_entities_json, EntityMap, Slicer, StoredEntity};
+use crate::entities::{parse_entities_json, EntityMap, Slicer, StoredEntity, UidMap};
 
 /// A decision request in Cedar terms (uids already parsed).
 #[derive(Debug, Clone)]
@@ -113,7 +112,7 @@ pub fn decide(
     )
     .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
 
-    let overlay: HashMap<EntityUid, Arc<StoredEntity>> =
+    let overlay: UidMap<Arc<StoredEntity>> =
         parse_entities_json(request.entities.clone(), &pack.schema)
             .map_err(|e| RequestError::InvalidEntity(e.to_string()))?
             .into_iter()

@@ -15,7 +15,7 @@ pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
 pub use hierarchy::only_roots_tested_for_ancestry;
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;
-pub use pack::{PackSources, PolicyPack};
+pub use pack::{PackSources, PolicyPack, TypeNames};
 pub use policies::{
     deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,
 };

@@ -12,7 +12,7 @@ use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{SliceLimits, StoredEntity, UidSet};
+use crate::entities::{SliceLimits, StoredEntity, UidMap, UidSet};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -33,7 +33,7 @@ pub struct PolicyPack {
     /// The schema the policies were validated against (strict mode).
     pub schema: Schema,
     /// Action entities from the schema, with action groups as parents.
-    pub actions: HashMap<EntityUid, Arc<StoredEntity>>,
+    pub actions: UidMap<Arc<StoredEntity>>,
     /// How far a request's slice follows attribute references.
     pub slice_limits: SliceLimits,
     /// Entities named literally in policies; slice roots only when the
@@ -57,11 +57,14 @@ pub struct PolicyPack {
     pub by_action: ActionIndex,
     /// The schema's entity and action type names by their text, parsed once
     /// (Cedar's parser costs microseconds per name on the request path).
-    pub type_names: HashMap<String, EntityTypeName>,
+    pub type_names: TypeNames,
     /// Each action's declared context fields, to build simple contexts
     /// without Cedar's JSON parser.
     pub context_shapes: ContextShapes,
 }
+
+/// Entity and action type names by their text, under a fast hasher.
+pub type TypeNames = HashMap<String, EntityTypeName, foldhash::fast::RandomState>;
 
 impl PolicyPack {
     /// The policies a request for `action` must evaluate: the action's

@@ -42,16 +42,21 @@ pub struct SliceLimits {
     pub ancestors_beyond_roots: bool,
 }
 
-/// A set of entity uids under a fast hasher.
+/// A set of entity uids under a fast hasher (std's SipHash guards against
+/// hash flooding by untrusted keys; these sets are filled from the schema,
+/// the policies or the store, and probed on every request).
 pub type UidSet = HashSet<EntityUid, foldhash::fast::RandomState>;
+
+/// A map from entity uids under a fast hasher (see [`UidSet`]).
+pub type UidMap<V> = HashMap<EntityUid, V, foldhash::fast::RandomState>;
 
 /// Where a request's entities come from, in order of precedence: entities
 /// sent with the request, the schema's action entities, the store.
 pub struct Slicer<'a> {
     /// Entities supplied with this request; they override stored ones.
-    pub overlay: &'a HashMap<EntityUid, Arc<StoredEntity>>,
+    pub overlay: &'a UidMap<Arc<StoredEntity>>,
     /// Action entities (with their action groups as parents), from the schema.
-    pub actions: &'a HashMap<EntityUid, Arc<StoredEntity>>,
+    pub actions: &'a UidMap<Arc<StoredEntity>>,
     /// The snapshot of stored entities this decision is made against.
     pub store: &'a EntityMap,
     /// Every entity literal in the policies (and template links): ancestors

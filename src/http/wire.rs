@@ -1,6 +1,5 @@
 //! The API's wire types. Nothing else in the crate derives serde for HTTP.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
@@ -8,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ApiError;
-use crate::engine::{Decision, DecisionRequest, Verdict};
+use crate::engine::{Decision, DecisionRequest, TypeNames, Verdict};
 
 /// An entity uid as clients send it: `{"type": "User", "id": "alice"}` or
 /// Cedar's string form `User::"alice"` (which keeps cedar-agent clients working).
@@ -30,16 +29,12 @@ pub enum WireUid {
 impl WireUid {
     /// Parses into a Cedar uid; `role` names the field in error messages.
     pub fn to_uid(&self, role: &str) -> Result<EntityUid, ApiError> {
-        self.to_uid_with(role, &HashMap::new())
+        self.to_uid_with(role, &TypeNames::default())
     }
 
     /// [`Self::to_uid`], taking type names from `known` (the schema's,
     /// parsed once) instead of running Cedar's parser on every request.
-    pub fn to_uid_with(
-        &self,
-        role: &str,
-        known: &HashMap<String, EntityTypeName>,
-    ) -> Result<EntityUid, ApiError> {
+    pub fn to_uid_with(&self, role: &str, known: &TypeNames) -> Result<EntityUid, ApiError> {
         let type_name = |entity_type: &str| match known.get(entity_type) {
             Some(name) => Ok(name.clone()),
             None => EntityTypeName::from_str(entity_type).map_err(|e| {
@@ -107,10 +102,7 @@ pub struct Consistency {
 
 impl AuthorizeRequest {
     /// Turns wire uids into Cedar ones, with the schema's type names.
-    pub fn into_decision_request(
-        self,
-        known: &HashMap<String, EntityTypeName>,
-    ) -> Result<DecisionRequest, ApiError> {
+    pub fn into_decision_request(self, known: &TypeNames) -> Result<DecisionRequest, ApiError> {
         if let Some(context) = &self.context {
             if !context.is_object() && !context.is_null() {
                 return Err(ApiError::InvalidRequest(
