@@ -123,6 +123,7 @@ pub fn decide(
         actions: &pack.actions,
         store,
         policy_literals: &pack.policy_literals,
+        reads: &pack.reads,
     };
 
     Ok(decide_sliced(

@@ -12,7 +12,7 @@ use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{SliceLimits, StoredEntity, UidMap, UidSet};
+use crate::entities::{PolicyReads, SliceLimits, StoredEntity, UidMap, UidSet};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -43,6 +43,8 @@ pub struct PolicyPack {
     /// and every entity a template link names: the ancestors a policy can always name (see
     /// [`crate::entities::Slicer`]).
     pub policy_literals: UidSet,
+    /// The attributes and tags the policies can read.
+    pub reads: PolicyReads,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
     /// Content hash of the policy files and schema files: names the loaded
@@ -158,6 +160,7 @@ impl PolicyPack {
             .chain(actions.keys().map(|uid| uid.type_name().clone()))
             .map(|name| (name.to_string(), name))
             .collect();
+        let reads = PolicyReads::of(&files.set);
         let context_shapes = ContextShapes::new(&schema, actions.keys());
         let forbids = files
             .info
@@ -175,6 +178,7 @@ impl PolicyPack {
             slice_limits,
             literal_roots,
             policy_literals,
+            reads,
             forbids,
             authorizer: Authorizer::new(),
             by_action,

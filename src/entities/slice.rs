@@ -28,6 +28,7 @@ use cedar_policy_core::entities::{NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 
 use super::stored::ConversionError;
+use super::PolicyReads;
 use super::{EntityMap, StoredEntity};
 use crate::diagnostics::one_line;
 
@@ -62,6 +63,8 @@ pub struct Slicer<'a> {
     /// Every entity literal in the policies (and template links): ancestors
     /// a policy can name whatever the request.
     pub policy_literals: &'a UidSet,
+    /// The attributes and tags the policies can read; the rest are left out.
+    pub reads: &'a PolicyReads,
 }
 
 impl<'a> Slicer<'a> {
@@ -115,7 +118,7 @@ impl<'a> Slicer<'a> {
                 } else {
                     Default::default()
                 };
-                stored.to_engine(parents, indirect)
+                stored.to_engine(parents, indirect, self.reads)
             })
             .collect::<Result<Vec<_>, _>>()?;
         // Every entity carries all the ancestors a policy can ask about (see

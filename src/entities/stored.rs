@@ -15,6 +15,8 @@ use cedar_policy_core::ast;
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
 
+use super::PolicyReads;
+
 /// An attribute or tag value, as validated when the entity was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AttrValue {
@@ -129,19 +131,23 @@ impl StoredEntity {
 
     /// Builds the engine's own form of the entity, with the given ancestors
     /// (split into direct `parents` and `indirect` ones) taken as its
-    /// complete set of ancestors. Values are built directly, not evaluated
-    /// from expressions as [`StoredEntity::to_cedar`] has Cedar do.
+    /// complete set of ancestors, and only the attributes and tags `reads`
+    /// allows. Values are built directly, not evaluated from expressions as
+    /// [`StoredEntity::to_cedar`] has Cedar do.
     pub fn to_engine(
         &self,
         parents: HashSet<ast::EntityUID>,
         indirect: HashSet<ast::EntityUID>,
+        reads: &PolicyReads,
     ) -> Result<ast::Entity, ConversionError> {
         let fail = |message: String| ConversionError {
             uid: self.uid.to_string(),
             message,
         };
-        let attrs = engine_values(&self.attrs).map_err(fail)?;
-        let tags = engine_values(&self.tags).map_err(fail)?;
+        let read_attrs = self.attrs.iter().filter(|(name, _)| reads.attribute(name));
+        let attrs = engine_values(read_attrs).map_err(fail)?;
+        let read_tags = self.tags.iter().filter(|_| reads.tags());
+        let tags = engine_values(read_tags).map_err(fail)?;
         Ok(ast::Entity::new_with_attr_partial_value(
             self.uid.as_ref().clone(),
             attrs,
@@ -177,11 +183,10 @@ fn expressions(
         .collect()
 }
 
-fn engine_values(
-    values: &[(Box<str>, AttrValue)],
+fn engine_values<'a>(
+    values: impl Iterator<Item = &'a (Box<str>, AttrValue)>,
 ) -> Result<Vec<(smol_str::SmolStr, ast::PartialValue)>, String> {
     values
-        .iter()
         .map(|(name, value)| Ok((name.as_ref().into(), value.to_engine()?.into())))
         .collect()
 }
