@@ -70,10 +70,17 @@ pub struct Slicer<'a> {
 impl<'a> Slicer<'a> {
     /// Finds an entity by uid.
     pub fn get(&self, uid: &EntityUid) -> Option<&'a Arc<StoredEntity>> {
-        self.overlay
-            .get(uid)
-            .or_else(|| self.actions.get(uid))
-            .or_else(|| self.store.get(uid))
+        if let Some(entity) = self.overlay.get(uid) {
+            return Some(entity);
+        }
+        // Only action types (`Action`, `NS::Action`) can be in the schema's
+        // actions; most look-ups are not for actions and skip that map.
+        if uid.type_name().basename() == "Action" {
+            if let Some(action) = self.actions.get(uid) {
+                return Some(action);
+            }
+        }
+        self.store.get(uid)
     }
 
     /// The entities a decision over `roots` can read, each with the
@@ -85,10 +92,13 @@ impl<'a> Slicer<'a> {
         context_named: &[EntityUid],
         limits: SliceLimits,
     ) -> Result<Entities, SliceError> {
-        let mut included: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
-        let mut reached: Vec<(&StoredEntity, u32)> = Vec::new();
+        // Sized for a typical slice, so that the sets rarely grow.
+        let mut included: HashSet<&EntityUid, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(16, Default::default());
+        let mut reached: Vec<(&StoredEntity, u32)> = Vec::with_capacity(16);
         let mut named: HashSet<&EntityUid, foldhash::fast::RandomState> =
-            roots.iter().chain(context_named).collect();
+            HashSet::with_capacity_and_hasher(32, Default::default());
+        named.extend(roots.iter().chain(context_named));
         let mut queue: VecDeque<(&EntityUid, u32)> = roots.iter().map(|uid| (uid, 0)).collect();
         // Breadth first, so an entity is first seen at its lowest level.
         while let Some((uid, level)) = queue.pop_front() {
@@ -145,9 +155,10 @@ impl<'a> Slicer<'a> {
     ) -> (HashSet<ast::EntityUID>, HashSet<ast::EntityUID>) {
         // Borrowed uids under a cheap hasher while walking; Cedar wants
         // owned std sets of what is kept.
-        let mut seen: HashSet<&EntityUid, foldhash::fast::RandomState> = HashSet::default();
-        let mut stack: Vec<&EntityUid> = Vec::new();
-        let mut parents = HashSet::new();
+        let mut seen: HashSet<&EntityUid, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(16, Default::default());
+        let mut stack: Vec<&EntityUid> = Vec::with_capacity(16);
+        let mut parents = HashSet::with_capacity(entity.parents.len());
         let mut indirect = HashSet::new();
         for parent in entity.parents.iter() {
             if seen.insert(parent) {
