@@ -8,6 +8,7 @@ mod decide;
 mod hierarchy;
 mod pack;
 mod policies;
+mod reads;
 mod schema;
 
 pub use action_index::ActionIndex;

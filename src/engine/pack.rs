@@ -12,7 +12,7 @@ use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{PolicyReads, SliceLimits, StoredEntity, UidMap, UidSet};
+use crate::entities::{AttributeReads, SliceLimits, StoredEntity, UidMap, UidSet};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -44,7 +44,7 @@ pub struct PolicyPack {
     /// [`crate::entities::Slicer`]).
     pub policy_literals: UidSet,
     /// The attributes and tags the policies can read.
-    pub reads: PolicyReads,
+    pub reads: AttributeReads,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
     /// Content hash of the policy files and schema files: names the loaded
@@ -160,7 +160,7 @@ impl PolicyPack {
             .chain(actions.keys().map(|uid| uid.type_name().clone()))
             .map(|name| (name.to_string(), name))
             .collect();
-        let reads = PolicyReads::of(&files.set);
+        let reads = super::reads::policy_reads(&files.set);
         let context_shapes = ContextShapes::new(&schema, actions.keys());
         let forbids = files
             .info

@@ -8,7 +8,6 @@
 //! and walk them per request, which is a handful of hash look-ups.
 
 mod load;
-mod reads;
 mod slice;
 mod store;
 mod stored;
@@ -17,7 +16,6 @@ pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
     parse_in_parallel, recheck_entities, EntityLoadError,
 };
-pub use reads::PolicyReads;
-pub use slice::{SliceLimits, Slicer, UidMap, UidSet};
+pub use slice::{AttributeReads, SliceLimits, Slicer, UidMap, UidSet};
 pub use store::{EntityChange, EntityMap};
 pub use stored::{collect_named, collect_refs, AttrValue, ConversionError, StoredEntity};

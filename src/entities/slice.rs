@@ -28,7 +28,6 @@ use cedar_policy_core::entities::{NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
 
 use super::stored::ConversionError;
-use super::PolicyReads;
 use super::{EntityMap, StoredEntity};
 use crate::diagnostics::one_line;
 
@@ -41,6 +40,44 @@ pub struct SliceLimits {
     /// Whether entities reached through attributes need their ancestors:
     /// false when the policies test ancestry (`in`) only on roots.
     pub ancestors_beyond_roots: bool,
+}
+
+/// The attributes and tags a decision can read (the engine finds them in
+/// the policies); a slice leaves the rest out of the entities it builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttributeReads {
+    /// The attribute names that can be read; `None`: any.
+    names: Option<HashSet<Box<str>, foldhash::fast::RandomState>>,
+    /// Whether tags can be read.
+    tags: bool,
+}
+
+impl AttributeReads {
+    /// Every attribute and tag.
+    pub fn all() -> Self {
+        Self {
+            names: None,
+            tags: true,
+        }
+    }
+
+    /// Only the attributes called one of `names`, and tags if `tags`.
+    pub fn only(names: HashSet<Box<str>, foldhash::fast::RandomState>, tags: bool) -> Self {
+        Self {
+            names: Some(names),
+            tags,
+        }
+    }
+
+    /// Whether an attribute called `name` can be read.
+    pub fn attribute(&self, name: &str) -> bool {
+        self.names.as_ref().is_none_or(|names| names.contains(name))
+    }
+
+    /// Whether tags can be read.
+    pub fn tags(&self) -> bool {
+        self.tags
+    }
 }
 
 /// A set of entity uids under a fast hasher (std's SipHash guards against
@@ -64,7 +101,7 @@ pub struct Slicer<'a> {
     /// a policy can name whatever the request.
     pub policy_literals: &'a UidSet,
     /// The attributes and tags the policies can read; the rest are left out.
-    pub reads: &'a PolicyReads,
+    pub reads: &'a AttributeReads,
 }
 
 impl<'a> Slicer<'a> {

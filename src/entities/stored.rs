@@ -15,7 +15,7 @@ use cedar_policy_core::ast;
 use cedar_policy_core::evaluator::RestrictedEvaluator;
 use cedar_policy_core::extensions::Extensions;
 
-use super::PolicyReads;
+use super::AttributeReads;
 
 /// An attribute or tag value, as validated when the entity was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +138,7 @@ impl StoredEntity {
         &self,
         parents: HashSet<ast::EntityUID>,
         indirect: HashSet<ast::EntityUID>,
-        reads: &PolicyReads,
+        reads: &AttributeReads,
     ) -> Result<ast::Entity, ConversionError> {
         let fail = |message: String| ConversionError {
             uid: self.uid.to_string(),
