@@ -16,7 +16,7 @@ use super::gen::{generate, request_json};
 use super::loadgen::{self, LoadResult, LoadShape, Target};
 use crate::engine::PolicyPack;
 use crate::entities::EntityMap;
-use crate::http::{router_with, AppState};
+use crate::http::{router_with, without_delay, AppState};
 use crate::state::{SharedState, Snapshot};
 
 /// The path of the bench-only no-op route.
@@ -35,6 +35,8 @@ pub struct HttpBenchConfig {
     pub duration: Duration,
     /// Worker threads of the server's runtime.
     pub server_threads: usize,
+    /// Server threads on the last core, the load generator on the first.
+    pub pin: bool,
 }
 
 /// Results of the whole HTTP benchmark.
@@ -73,6 +75,9 @@ pub enum HttpBenchError {
     /// A load run failed to start.
     #[error(transparent)]
     Load(#[from] loadgen::LoadError),
+    /// `pin` was asked for where it cannot be done.
+    #[error("cannot pin threads to cores: {0}")]
+    Pin(String),
 }
 
 /// The production router plus the bench-only no-op route, behind the same
@@ -120,22 +125,49 @@ pub fn run_http_bench(
     drop(data);
     let state = AppState::new(Arc::new(SharedState::ready(snapshot)));
 
-    let server = tokio::runtime::Builder::new_multi_thread()
+    let cores = if config.pin {
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        match (cores.first(), cores.last()) {
+            (Some(first), Some(last)) if cores.len() >= 2 => Some((*first, *last)),
+            _ => {
+                return Err(HttpBenchError::Pin(format!(
+                    "{} core(s) found",
+                    cores.len()
+                )))
+            }
+        }
+    } else {
+        None
+    };
+    let mut server = tokio::runtime::Builder::new_multi_thread();
+    server
         .worker_threads(config.server_threads.max(1))
-        .enable_all()
-        .build()?;
+        .enable_all();
+    if let Some((_, server_core)) = cores {
+        // Workers and blocking threads alike.
+        server.on_thread_start(move || {
+            core_affinity::set_for_current(server_core);
+        });
+    }
+    let server = server.build()?;
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = server.spawn(async move {
-        axum::serve(listener, bench_router(state))
+        axum::serve(without_delay(listener), bench_router(state))
             .with_graceful_shutdown(async {
                 let _ = stopped.await;
             })
             .await
     });
 
-    // The load generator gets its own single-threaded runtime.
+    // The load generator gets its own single-threaded runtime, on this
+    // thread (its pacing thread inherits this thread's core).
+    if let Some((load_core, _)) = cores {
+        if !core_affinity::set_for_current(load_core) {
+            return Err(HttpBenchError::Pin("the load generator's thread".into()));
+        }
+    }
     let client = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

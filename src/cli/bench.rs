@@ -61,6 +61,10 @@ enum BenchWhat {
         /// Worker threads of the server's runtime.
         #[arg(long, default_value_t = 2)]
         server_threads: usize,
+        /// Pin the server's threads to the last core and the load generator
+        /// to the first, so that they never wait for each other's core.
+        #[arg(long)]
+        pin: bool,
         /// Also write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -129,6 +133,7 @@ fn run(what: BenchWhat) -> Result<(), String> {
             connections,
             seconds,
             server_threads,
+            pin,
             json,
         } => {
             let policy_pack = PolicyPack::load(&pack.sources()).map_err(|p| p.render())?;
@@ -138,9 +143,15 @@ fn run(what: BenchWhat) -> Result<(), String> {
                 connections,
                 duration: Duration::from_secs(seconds.max(1)),
                 server_threads,
+                pin,
+            };
+            let pinned = if pin {
+                ", server and load generator pinned to separate cores"
+            } else {
+                ""
             };
             println!(
-                "HTTP on loopback: {entities} generated entities, {connections} connections, {seconds} s per run, {server_threads} server threads"
+                "HTTP on loopback: {entities} generated entities, {connections} connections, {seconds} s per run, {server_threads} server threads{pinned}"
             );
             let report = run_http_bench(policy_pack, &config, &mut |line| println!("{line}"))
                 .map_err(|e| e.to_string())?;

@@ -14,7 +14,7 @@ use crate::config::{LogFormat, RedisArgs, ServeConfig, ServeFlags, SyncArgs};
 use crate::engine::PolicyPack;
 use crate::entities::{load_entities_file, EntityMap};
 use crate::freshness::Freshness;
-use crate::http::{router, AdminToken, AppState};
+use crate::http::{router, without_delay, AdminToken, AppState};
 use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
@@ -178,7 +178,7 @@ async fn serve(
     tracing::info!(address = %listener.local_addr()?, "serving decisions");
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(without_delay(listener), app).with_graceful_shutdown(async move {
         shutdown_signal().await;
         let _ = drain_tx.send(());
     });

@@ -108,6 +108,23 @@ impl AppState {
     }
 }
 
+/// The listener the API is served from: every accepted connection gets
+/// `TCP_NODELAY`. Answers are small and awaited; without it, Nagle's
+/// algorithm can hold an answer until the peer acknowledges the previous
+/// one, and the peer may delay that acknowledgement by tens of milliseconds.
+pub fn without_delay(
+    listener: tokio::net::TcpListener,
+) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(set_nodelay)
+}
+
+fn set_nodelay(stream: &mut tokio::net::TcpStream) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+    }
+}
+
 /// The whole API as a router; tests call it with `oneshot`, without a socket.
 ///
 /// The overload guard (concurrency limit with load shedding, and the request
