@@ -2,7 +2,7 @@
 # Runs the whole benchmark suite on this machine and leaves the figures in
 # bench/results/ and the chart in bench/scale.svg (see BENCHMARKS.md).
 #
-#   bench/run.sh            everything (about 15 minutes on 2 cores)
+#   bench/run.sh            everything (about 5 minutes on 2 cores, after the build)
 #   QUICK=1 bench/run.sh    10k and 100k only, shorter runs
 #
 # Runs are sequential and bounded in time: the machine is shared.
