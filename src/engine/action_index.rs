@@ -130,7 +130,14 @@ mod tests {
             uid("OAuthConnection", "org1-oauth-4"),
         ];
         for action in indexed.actions.keys() {
-            for principal in ["org0-user-0", "org0-user-3", "org0-user-700", "org1-user-9"] {
+            let principals = [
+                uid("User", "org0-user-0"),
+                uid("User", "org0-user-3"),
+                uid("User", "org0-user-700"),
+                uid("User", "org1-user-9"),
+                uid("Thunk", "org0-thunk-7"),
+            ];
+            for principal in &principals {
                 for resource in &resources {
                     // Each action takes one of these context shapes.
                     for context in [
@@ -146,7 +153,7 @@ mod tests {
                         })),
                     ] {
                         requests.push(DecisionRequest {
-                            principal: uid("User", principal),
+                            principal: principal.clone(),
                             action: action.clone(),
                             resource: resource.clone(),
                             context,

@@ -71,38 +71,7 @@ pub fn decide(
             request.action
         )));
     }
-    let empty = serde_json::Map::new();
-    let fields = match &request.context {
-        None | Some(serde_json::Value::Null) => Some(&empty),
-        Some(serde_json::Value::Object(fields)) => Some(fields),
-        Some(_) => None,
-    };
-    // An empty context needs no parsing; `Request::new` below still checks
-    // it against the action's context type.
-    let built = match fields {
-        Some(fields) if fields.is_empty() => Some((Context::empty(), Vec::new(), Vec::new())),
-        Some(fields) => pack
-            .context_shapes
-            .build(&request.action, fields, &pack.type_names)
-            // Flat fields only: every named entity is outside a set.
-            .map(|built| (built.context, built.entities.clone(), built.entities)),
-        None => None,
-    };
-    let (context, context_refs, context_named) = match built {
-        Some(built) => built,
-        None => {
-            let json = request.context.clone().unwrap_or_default();
-            let context = Context::from_json_value(json, Some((&pack.schema, &request.action)))
-                .map_err(|e| {
-                    RequestError::SchemaViolation(format!(
-                        "context does not match the schema: {}",
-                        one_line(&e)
-                    ))
-                })?;
-            let (refs, named) = context_entities(&context, fields.unwrap_or(&empty));
-            (context, refs, named)
-        }
-    };
+    let (context, context_entities) = request_context(pack, request)?;
     let cedar_request = Request::new(
         request.principal.clone(),
         request.action.clone(),
@@ -131,11 +100,52 @@ pub fn decide(
         &slicer,
         &cedar_request,
         request,
-        ContextEntities {
-            refs: context_refs,
-            named: context_named,
-        },
+        context_entities,
     ))
+}
+
+/// The request's context, and the entities it names. Flat contexts are built
+/// directly ([`super::context`]); the rest go through Cedar's parser.
+fn request_context(
+    pack: &PolicyPack,
+    request: &DecisionRequest,
+) -> Result<(Context, ContextEntities), RequestError> {
+    let empty = serde_json::Map::new();
+    let fields = match &request.context {
+        None | Some(serde_json::Value::Null) => Some(&empty),
+        Some(serde_json::Value::Object(fields)) => Some(fields),
+        Some(_) => None,
+    };
+    // An empty context needs no parsing; `Request::new` still checks it
+    // against the action's context type.
+    if fields.is_some_and(serde_json::Map::is_empty) {
+        let none = ContextEntities {
+            refs: Vec::new(),
+            named: Vec::new(),
+        };
+        return Ok((Context::empty(), none));
+    }
+    if let Some(built) = fields.and_then(|fields| {
+        pack.context_shapes
+            .build(&request.action, fields, &pack.type_names)
+    }) {
+        // Flat fields only: every named entity is outside a set.
+        let entities = ContextEntities {
+            refs: built.entities.clone(),
+            named: built.entities,
+        };
+        return Ok((built.context, entities));
+    }
+    let json = request.context.clone().unwrap_or_default();
+    let context =
+        Context::from_json_value(json, Some((&pack.schema, &request.action))).map_err(|e| {
+            RequestError::SchemaViolation(format!(
+                "context does not match the schema: {}",
+                one_line(&e)
+            ))
+        })?;
+    let entities = context_entities(&context, fields.unwrap_or(&empty));
+    Ok((context, entities))
 }
 
 fn decide_sliced(
@@ -235,7 +245,7 @@ struct ContextEntities {
 fn context_entities(
     context: &Context,
     context_json: &serde_json::Map<String, serde_json::Value>,
-) -> (Vec<EntityUid>, Vec<EntityUid>) {
+) -> ContextEntities {
     let mut refs = Vec::new();
     let mut named = Vec::new();
     for key in context_json.keys() {
@@ -244,5 +254,5 @@ fn context_entities(
             crate::entities::collect_named(&value, &mut named);
         }
     }
-    (refs, named)
+    ContextEntities { refs, named }
 }
