@@ -93,6 +93,7 @@ pub fn decide(
         store,
         policy_literals: &pack.policy_literals,
         reads: &pack.reads,
+        parentless: &pack.parentless,
     };
 
     Ok(decide_sliced(

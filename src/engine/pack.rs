@@ -12,7 +12,7 @@ use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{AttributeReads, SliceLimits, StoredEntity, UidMap, UidSet};
+use crate::entities::{AttributeReads, SliceLimits, StoredEntity, TypeSet, UidMap, UidSet};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -45,6 +45,8 @@ pub struct PolicyPack {
     pub policy_literals: UidSet,
     /// The attributes and tags the policies can read.
     pub reads: AttributeReads,
+    /// Entity types that can have no parents (see [`crate::entities::Slicer`]).
+    pub parentless: TypeSet,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
     /// Content hash of the policy files and schema files: names the loaded
@@ -161,6 +163,15 @@ impl PolicyPack {
             .map(|name| (name.to_string(), name))
             .collect();
         let reads = super::reads::policy_reads(&files.set);
+        // Types declared here (not `external`) whose entities the schema
+        // allows no parents.
+        let external: HashSet<&EntityTypeName> = schema.external_entity_types().collect();
+        let parentless = schema
+            .entity_types()
+            .filter(|ty| !external.contains(ty))
+            .filter(|ty| schema.ancestors(ty).is_some_and(|mut a| a.next().is_none()))
+            .cloned()
+            .collect();
         let context_shapes = ContextShapes::new(&schema, actions.keys());
         let forbids = files
             .info
@@ -179,6 +190,7 @@ impl PolicyPack {
             literal_roots,
             policy_literals,
             reads,
+            parentless,
             forbids,
             authorizer: Authorizer::new(),
             by_action,
@@ -215,4 +227,29 @@ pub(crate) fn shipped_pack() -> PolicyPack {
         schema: root.join("schema"),
     })
     .expect("the shipped pack loads")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_the_schema_gives_no_parent_types_are_parentless() {
+        let pack = shipped_pack();
+        let mut parentless: Vec<String> = pack.parentless.iter().map(ToString::to_string).collect();
+        parentless.sort();
+        let expected = [
+            "ApiKey",
+            "Environment",
+            "McpServer",
+            "Model",
+            "OAuthConnection",
+            "Org",
+            "Platform",
+            "PlatformAdmins",
+            "Thunk",
+        ];
+        assert_eq!(parentless, expected);
+    }
 }

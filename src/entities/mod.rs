@@ -16,6 +16,6 @@ pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
     parse_in_parallel, recheck_entities, EntityLoadError,
 };
-pub use slice::{AttributeReads, SliceLimits, Slicer, UidMap, UidSet};
+pub use slice::{AttributeReads, SliceLimits, Slicer, TypeSet, UidMap, UidSet};
 pub use store::{EntityChange, EntityMap};
 pub use stored::{collect_named, collect_refs, AttrValue, ConversionError, StoredEntity};

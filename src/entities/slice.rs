@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use cedar_policy::{Entities, EntityUid};
+use cedar_policy::{Entities, EntityTypeName, EntityUid};
 use cedar_policy_core::ast;
 use cedar_policy_core::entities::{NoEntitiesSchema, TCComputation};
 use cedar_policy_core::extensions::Extensions;
@@ -85,6 +85,9 @@ impl AttributeReads {
 /// the policies or the store, and probed on every request).
 pub type UidSet = HashSet<EntityUid, foldhash::fast::RandomState>;
 
+/// A set of entity type names under a fast hasher.
+pub type TypeSet = HashSet<EntityTypeName, foldhash::fast::RandomState>;
+
 /// A map from entity uids under a fast hasher (see [`UidSet`]).
 pub type UidMap<V> = HashMap<EntityUid, V, foldhash::fast::RandomState>;
 
@@ -102,6 +105,11 @@ pub struct Slicer<'a> {
     pub policy_literals: &'a UidSet,
     /// The attributes and tags the policies can read; the rest are left out.
     pub reads: &'a AttributeReads,
+    /// Entity types the schema gives no parent types: stored entities were
+    /// checked against the schema, so theirs have no parents, and the
+    /// ancestor walk does not look them up (at a million entities each
+    /// look-up is a walk of cold memory).
+    pub parentless: &'a TypeSet,
 }
 
 impl<'a> Slicer<'a> {
@@ -206,6 +214,9 @@ impl<'a> Slicer<'a> {
             }
         }
         while let Some(uid) = stack.pop() {
+            if self.parentless.contains(uid.type_name()) {
+                continue;
+            }
             let Some(ancestor) = self.get(uid) else {
                 continue;
             };
