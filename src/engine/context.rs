@@ -2,9 +2,9 @@
 //! doubt about what each field is.
 //!
 //! Cedar's schema-directed context parser first tries each of its JSON value
-//! forms in turn and builds an error for every form that does not fit; for a
-//! context holding one entity reference that was a sixth of a decision's
-//! instructions. Most contexts are flat: booleans, integers, strings and
+//! forms in turn and builds an error for every form that does not fit; in the
+//! generated request mix (some requests carry one entity reference) that was
+//! a sixth of all decision instructions. Most contexts are flat: booleans, integers, strings and
 //! entity references in the fields the action declares. Those are built here
 //! directly; anything else (sets, records, extension values, a field the
 //! schema does not declare, a value of the wrong kind) goes to Cedar's parser,
