@@ -251,8 +251,7 @@ fn context_entities(
     let mut named = Vec::new();
     for key in context_json.keys() {
         if let Some(value) = context.get(key) {
-            crate::entities::collect_refs(&value, &mut refs);
-            crate::entities::collect_named(&value, &mut named);
+            crate::entities::collect_uids(&value, &mut refs, &mut named);
         }
     }
     ContextEntities { refs, named }

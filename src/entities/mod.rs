@@ -18,4 +18,4 @@ pub use load::{
 };
 pub use slice::{AttributeReads, SliceLimits, Slicer, TypeSet, UidMap, UidSet};
 pub use store::{EntityChange, EntityMap};
-pub use stored::{collect_named, collect_refs, AttrValue, ConversionError, StoredEntity};
+pub use stored::{collect_uids, AttrValue, ConversionError, StoredEntity};

@@ -156,13 +156,14 @@ impl<'a> Slicer<'a> {
             included.insert(stored.uid_ref());
             reached.push((stored, level));
             // Its values can be named even where the walk stops following them.
-            stored.for_each_named(|r| {
-                named.insert(r);
-            });
             let next = level + 1;
-            if limits.depth.is_none_or(|depth| next < depth) {
-                stored.for_each_ref(|r| queue.push_back((r, next)));
-            }
+            let follow = limits.depth.is_none_or(|depth| next < depth);
+            stored.for_each_uid(|r, in_set| {
+                named.insert(r);
+                if follow && !in_set {
+                    queue.push_back((r, next));
+                }
+            });
         }
         let nameable = |uid: &EntityUid| named.contains(uid) || self.policy_literals.contains(uid);
         let entities = reached

@@ -96,22 +96,13 @@ impl StoredEntity {
         &self.uid
     }
 
-    /// Calls `visit` with every entity named by an attribute or tag value
-    /// outside of sets: the only places a policy can dereference (a set's
-    /// elements can be compared or tested with `in`, which needs the *left*
-    /// side's data, never theirs).
-    pub fn for_each_ref<'a>(&'a self, mut visit: impl FnMut(&'a EntityUid)) {
+    /// Calls `visit(uid, in_set)` with every entity an attribute or tag value
+    /// names. Outside sets (`in_set` false) are the only places a policy can
+    /// dereference; a set's elements can only be named (compared, or used on
+    /// the right of `in`, which needs the *left* side's data, never theirs).
+    pub fn for_each_uid<'a>(&'a self, mut visit: impl FnMut(&'a EntityUid, bool)) {
         for (_, value) in self.attrs.iter().chain(self.tags.iter()) {
-            value.for_each_ref(&mut visit);
-        }
-    }
-
-    /// Calls `visit` with every entity named anywhere in an attribute or tag
-    /// value, inside sets too: the references a policy can compare or use
-    /// on the right of `in`.
-    pub fn for_each_named<'a>(&'a self, mut visit: impl FnMut(&'a EntityUid)) {
-        for (_, value) in self.attrs.iter().chain(self.tags.iter()) {
-            value.for_each_named(&mut visit);
+            value.for_each_uid(false, &mut visit);
         }
     }
 
@@ -267,29 +258,17 @@ impl AttrValue {
         })
     }
 
-    fn for_each_named<'a>(&'a self, visit: &mut impl FnMut(&'a EntityUid)) {
+    fn for_each_uid<'a>(&'a self, in_set: bool, visit: &mut impl FnMut(&'a EntityUid, bool)) {
         match self {
-            Self::Entity(uid) => visit(uid),
+            Self::Entity(uid) => visit(uid, in_set),
             Self::Set(items) => {
                 for item in items.iter() {
-                    item.for_each_named(visit);
+                    item.for_each_uid(true, visit);
                 }
             }
             Self::Record(fields) => {
                 for (_, value) in fields.iter() {
-                    value.for_each_named(visit);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn for_each_ref<'a>(&'a self, visit: &mut impl FnMut(&'a EntityUid)) {
-        match self {
-            Self::Entity(uid) => visit(uid),
-            Self::Record(fields) => {
-                for (_, value) in fields.iter() {
-                    value.for_each_ref(visit);
+                    value.for_each_uid(in_set, visit);
                 }
             }
             _ => {}
@@ -297,32 +276,34 @@ impl AttrValue {
     }
 }
 
-/// Entity uids reachable from a value through records (not sets): the
-/// ones a policy can dereference.
-pub fn collect_refs(value: &EvalResult, out: &mut Vec<EntityUid>) {
-    match value {
-        EvalResult::EntityUid(uid) => out.push(uid.clone()),
-        EvalResult::Record(record) => {
-            for (_, field) in record.iter() {
-                collect_refs(field, out);
-            }
-        }
-        _ => {}
-    }
+/// The entity uids in a value: every one goes to `named` (a policy can name
+/// it), and those reachable through records but not sets also to `refs` (a
+/// policy can dereference them).
+pub fn collect_uids(value: &EvalResult, refs: &mut Vec<EntityUid>, named: &mut Vec<EntityUid>) {
+    collect_uids_in(value, false, refs, named);
 }
 
-/// Every entity uid in a value, inside sets too: the ones a policy can name.
-pub fn collect_named(value: &EvalResult, out: &mut Vec<EntityUid>) {
+fn collect_uids_in(
+    value: &EvalResult,
+    in_set: bool,
+    refs: &mut Vec<EntityUid>,
+    named: &mut Vec<EntityUid>,
+) {
     match value {
-        EvalResult::EntityUid(uid) => out.push(uid.clone()),
+        EvalResult::EntityUid(uid) => {
+            if !in_set {
+                refs.push(uid.clone());
+            }
+            named.push(uid.clone());
+        }
         EvalResult::Record(record) => {
             for (_, field) in record.iter() {
-                collect_named(field, out);
+                collect_uids_in(field, in_set, refs, named);
             }
         }
         EvalResult::Set(items) => {
             for item in items.iter() {
-                collect_named(item, out);
+                collect_uids_in(item, true, refs, named);
             }
         }
         _ => {}
@@ -384,7 +365,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let stored = StoredEntity::new(entity).unwrap_or_else(|e| panic!("{e}"));
         let mut refs = Vec::new();
-        stored.for_each_ref(|uid| refs.push(uid.to_string()));
+        stored.for_each_uid(|uid, in_set| {
+            if !in_set {
+                refs.push(uid.to_string());
+            }
+        });
         refs.sort();
         assert_eq!(refs, [r#"User::"bo""#, r#"User::"cy""#, r#"User::"dee""#]);
     }

@@ -1,20 +1,14 @@
 //! The HTTP bench harness end to end on a small store, and the listener's
 //! TCP_NODELAY.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::serve::Listener;
 use cedar_sidecar::bench::http::{run_http_bench, HttpBenchConfig, HttpBenchError};
-use cedar_sidecar::engine::{PackSources, PolicyPack};
+use cedar_sidecar::engine::PolicyPack;
 
 fn shipped_pack() -> PolicyPack {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    PolicyPack::load(&PackSources {
-        policies: root.join("policies"),
-        schema: root.join("schema"),
-    })
-    .unwrap_or_else(|p| panic!("{}", p.render()))
+    std::sync::Arc::into_inner(crate::support::shipped().pack).expect("the only owner")
 }
 
 fn config(pin: bool) -> HttpBenchConfig {
