@@ -135,26 +135,24 @@ impl PolicyPack {
             ancestors_beyond_roots: !super::only_roots_tested_for_ancestry(&files.set),
             depth: deref_level(&files, &schema, MAX_SLICE_DEPTH),
         };
+        let literals: Vec<EntityUid> = files
+            .set
+            .policies()
+            .flat_map(|p| p.entity_literals())
+            .collect();
         let literal_roots = if slice_limits.depth.is_none() {
-            let mut roots: Vec<EntityUid> = files
-                .set
-                .policies()
-                .flat_map(|p| p.entity_literals())
-                .collect();
+            let mut roots = literals.clone();
             roots.sort_by_cached_key(ToString::to_string);
             roots.dedup();
             roots
         } else {
             Vec::new()
         };
-        let policy_literals = files
+        let links = files
             .set
             .policies()
-            .flat_map(|p| {
-                let links = p.template_links().unwrap_or_default().into_values();
-                p.entity_literals().into_iter().chain(links)
-            })
-            .collect();
+            .flat_map(|p| p.template_links().unwrap_or_default().into_values());
+        let policy_literals = literals.into_iter().chain(links).collect();
         let by_action = ActionIndex::build(&files.set, &actions);
         let type_names = schema
             .entity_types()
