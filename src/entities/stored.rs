@@ -234,7 +234,7 @@ impl AttrValue {
             Self::Bool(b) => (*b).into(),
             Self::Long(n) => (*n).into(),
             Self::String(s) => ast::Value::from(s.as_ref()),
-            Self::Entity(uid) => ast::Value::from(EntityUid::clone(uid).as_ref().clone()),
+            Self::Entity(uid) => ast::Value::from(AsRef::<ast::EntityUID>::as_ref(&**uid).clone()),
             Self::Set(items) => ast::Value::set(
                 items
                     .iter()
