@@ -12,7 +12,9 @@ use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
-use crate::entities::{AttributeReads, SliceLimits, StoredEntity, TypeSet, UidMap, UidSet};
+use crate::entities::{
+    AttributeReads, EntityShapes, SliceLimits, StoredEntity, TypeSet, UidMap, UidSet,
+};
 
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
@@ -65,6 +67,9 @@ pub struct PolicyPack {
     /// Each action's declared context fields, to build simple contexts
     /// without Cedar's JSON parser.
     pub context_shapes: ContextShapes,
+    /// What the schema declares for each entity type, to check entity JSON
+    /// without Cedar's parser where it plainly conforms.
+    pub entity_shapes: EntityShapes,
 }
 
 /// Entity and action type names by their text, under a fast hasher.
@@ -171,6 +176,7 @@ impl PolicyPack {
             .cloned()
             .collect();
         let context_shapes = ContextShapes::new(&schema, actions.keys());
+        let entity_shapes = EntityShapes::new(&schema);
         let forbids = files
             .info
             .iter()
@@ -194,6 +200,7 @@ impl PolicyPack {
             by_action,
             type_names,
             context_shapes,
+            entity_shapes,
         })
     }
 }

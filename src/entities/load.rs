@@ -8,7 +8,8 @@ use std::sync::Arc;
 use cedar_policy::{Entity, EntityUid, Schema};
 use serde_json::value::RawValue;
 
-use super::StoredEntity;
+use super::conform::parse_conforming;
+use super::{EntityShapes, StoredEntity};
 use crate::diagnostics::{offset_of, one_line, Problem, Problems};
 
 /// Why one entity was refused.
@@ -41,9 +42,17 @@ pub fn parse_entity(
     store_form(entity)
 }
 
-/// Parses and schema-checks one entity given as JSON text: one pass over
-/// the text, no intermediate `serde_json::Value` (the bulk-load path).
-pub fn parse_entity_str(text: &str, schema: &Schema) -> Result<StoredEntity, EntityLoadError> {
+/// Parses and schema-checks one entity given as JSON text (the bulk-load
+/// path): checked against `shapes` in one pass when it plainly conforms,
+/// else by Cedar's parser, which decides and explains.
+pub fn parse_entity_str(
+    text: &str,
+    schema: &Schema,
+    shapes: &EntityShapes,
+) -> Result<StoredEntity, EntityLoadError> {
+    if let Some(entity) = parse_conforming(text, shapes) {
+        return Ok(entity);
+    }
     match Entity::from_json_str(text, Some(schema)) {
         Ok(entity) => store_form(entity),
         // Only a failure pays for a second parse, to name the entity.
@@ -68,7 +77,7 @@ fn store_form(entity: Entity) -> Result<StoredEntity, EntityLoadError> {
 }
 
 /// Applies `parse` to every item on all cores (entities are independent,
-/// and Cedar's schema check is most of a load's time). Results keep the
+/// and parsing is most of a load's time). Results keep the
 /// items' order.
 pub fn parse_in_parallel<T: Sync, R: Send>(items: &[T], parse: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -162,7 +171,8 @@ pub fn parse_entities_text(
         )
         .at(text.clone(), offset)])
     })?;
-    let parsed = parse_in_parallel(&items, |raw| parse_entity_str(raw.get(), schema));
+    let shapes = EntityShapes::new(schema);
+    let parsed = parse_in_parallel(&items, |raw| parse_entity_str(raw.get(), schema, &shapes));
     let mut problems = Problems::default();
     let mut entities = Vec::with_capacity(items.len());
     let offset_of_item =

@@ -7,15 +7,19 @@
 //! every change (seconds at a million entities); we keep only direct parents
 //! and walk them per request, which is a handful of hash look-ups.
 
+mod conform;
 mod load;
+mod shape;
 mod slice;
 mod store;
 mod stored;
 
+pub use conform::parse_conforming;
 pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
     parse_in_parallel, recheck_entities, EntityLoadError,
 };
+pub use shape::EntityShapes;
 pub use slice::{AttributeReads, SliceLimits, Slicer, TypeSet, UidMap, UidSet};
 pub use store::{EntityChange, EntityMap};
 pub use stored::{collect_uids, AttrValue, ConversionError, StoredEntity};

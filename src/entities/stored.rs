@@ -76,14 +76,30 @@ impl StoredEntity {
         tags.sort_by(|a, b| a.0.cmp(&b.0));
         // Cedar offers the parents only by taking the entity apart.
         let (_, _, parents) = entity.into_inner();
-        let mut parents: Vec<EntityUid> = parents.into_iter().collect();
-        parents.sort_by_cached_key(ToString::to_string);
         Ok(Self {
             uid,
             attrs: attrs.into_boxed_slice(),
             tags: tags.into_boxed_slice(),
-            parents: parents.into_boxed_slice(),
+            parents: canonical_parents(parents.into_iter().collect()),
         })
+    }
+
+    /// Assembles an entity whose parts were checked against the schema
+    /// without Cedar (`conform`): attributes and tags sorted by name, set
+    /// elements in Cedar's order. Parents are put in the same order as
+    /// [`StoredEntity::new`] puts them, without repeats.
+    pub(super) fn from_checked_parts(
+        uid: EntityUid,
+        attrs: Vec<(Box<str>, AttrValue)>,
+        tags: Vec<(Box<str>, AttrValue)>,
+        parents: Vec<EntityUid>,
+    ) -> Self {
+        Self {
+            uid,
+            attrs: attrs.into_boxed_slice(),
+            tags: tags.into_boxed_slice(),
+            parents: canonical_parents(parents),
+        }
     }
 
     /// The entity's uid.
@@ -163,6 +179,14 @@ impl StoredEntity {
                 message: e.to_string(),
             })
     }
+}
+
+/// Parents sorted by their text (a stable order, whatever order the writer
+/// listed them in), each once.
+fn canonical_parents(mut parents: Vec<EntityUid>) -> Box<[EntityUid]> {
+    parents.sort_by_cached_key(ToString::to_string);
+    parents.dedup();
+    parents.into_boxed_slice()
 }
 
 fn expressions(

@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cedar_policy::{EntityUid, Schema};
+use cedar_policy::EntityUid;
 use redis::Value;
 
 use super::keys::{decode_hash_value, entry_id, KeyLayout};
@@ -366,7 +366,7 @@ impl Replica {
             };
             match change.entity {
                 None => out.push(EntityChange::Delete(uid)),
-                Some(json) => match parse_json_entity(&pack.schema, &json) {
+                Some(json) => match parse_json_entity(pack, &json) {
                     Ok(entity) => out.push(EntityChange::Upsert(Arc::new(entity))),
                     Err(message) => {
                         self.freshness.record_invalid(1, false);
@@ -416,13 +416,13 @@ fn parse_stored(pack: &PolicyPack, uid: &str, value: &[u8]) -> Result<StoredEnti
     let (_, json) =
         decode_hash_value(value).ok_or_else(|| "not stored as `<rev>:<json>`".to_string())?;
     let json = std::str::from_utf8(json).map_err(|_| "not UTF-8".to_string())?;
-    let entity = parse_json_entity(&pack.schema, json)?;
+    let entity = parse_json_entity(pack, json)?;
     if entity.uid().to_string() != uid {
         return Err(format!("stored under `{uid}` but is `{}`", entity.uid()));
     }
     Ok(entity)
 }
 
-fn parse_json_entity(schema: &Schema, json: &str) -> Result<StoredEntity, String> {
-    parse_entity_str(json, schema).map_err(|e| e.to_string())
+fn parse_json_entity(pack: &PolicyPack, json: &str) -> Result<StoredEntity, String> {
+    parse_entity_str(json, &pack.schema, &pack.entity_shapes).map_err(|e| e.to_string())
 }

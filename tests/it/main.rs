@@ -3,6 +3,7 @@
 
 mod bench_http;
 mod cli;
+mod conform_equivalence;
 mod engine;
 mod http;
 mod ops;
