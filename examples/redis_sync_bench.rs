@@ -216,14 +216,40 @@ async fn snapshot(entities: usize, pack: &Arc<PolicyPack>) -> String {
     let loaded = running.shared.snapshot().map_or(0, |s| s.entities.len());
     assert_eq!(loaded, entities);
     running.task.abort();
+    let scan = scan_only(&server.url()).await;
     format!(
-        "| snapshot load, {entities} entities | {:.2} s | +{} MiB RSS, peak +{} MiB | import {:.2} s ({:.0} entities/s) |",
+        "| snapshot load, {entities} entities | {:.2} s | +{} MiB RSS, peak +{} MiB | import {:.2} s ({:.0} entities/s) | HSCAN alone {:.2} s |",
         load.as_secs_f64(),
         after.saturating_sub(before) / (1024 * 1024),
         peak.saturating_sub(before) / (1024 * 1024),
         import.as_secs_f64(),
-        entities as f64 / import.as_secs_f64()
+        entities as f64 / import.as_secs_f64(),
+        scan.as_secs_f64()
     )
+}
+
+/// The floor under a snapshot load: the same `HSCAN` a replica runs, with
+/// nothing done to what it returns (what issue 4's prototype timed).
+async fn scan_only(url: &str) -> Duration {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = KeyLayout::default().entities;
+    let started = Instant::now();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, _items): (u64, Vec<redis::Value>) = redis::cmd("HSCAN")
+            .arg(&key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if next == 0 {
+            return started.elapsed();
+        }
+        cursor = next;
+    }
 }
 
 fn main() {
