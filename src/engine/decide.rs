@@ -71,13 +71,21 @@ pub fn decide(
             request.action
         )));
     }
-    let (context, context_entities) = request_context(pack, request)?;
+    let (context, context_entities, context_conforms) = request_context(pack, request)?;
+    // A request whose every part was checked against the action's shape
+    // needs no second check by Cedar (see `request_shape`).
+    let conforms = context_conforms
+        && pack.request_shapes.scope_conforms(
+            &request.action,
+            request.principal.type_name(),
+            request.resource.type_name(),
+        );
     let cedar_request = Request::new(
         request.principal.clone(),
         request.action.clone(),
         request.resource.clone(),
         context,
-        Some(&pack.schema),
+        (!conforms).then_some(&pack.schema),
     )
     .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
 
@@ -105,12 +113,14 @@ pub fn decide(
     ))
 }
 
-/// The request's context, and the entities it names. Flat contexts are built
-/// directly ([`super::context`]); the rest go through Cedar's parser.
+/// The request's context, the entities it names, and whether it is known
+/// to conform to the action's context type. Flat contexts are built directly
+/// ([`super::request_shape`]); the rest go through Cedar's parser (and are
+/// checked again by `Request::new`).
 fn request_context(
     pack: &PolicyPack,
     request: &DecisionRequest,
-) -> Result<(Context, ContextEntities), RequestError> {
+) -> Result<(Context, ContextEntities, bool), RequestError> {
     let empty = serde_json::Map::new();
     let fields = match &request.context {
         None | Some(serde_json::Value::Null) => Some(&empty),
@@ -124,10 +134,11 @@ fn request_context(
             refs: Vec::new(),
             named: Vec::new(),
         };
-        return Ok((Context::empty(), none));
+        let conforms = pack.request_shapes.takes_empty_context(&request.action);
+        return Ok((Context::empty(), none, conforms));
     }
     if let Some(built) = fields.and_then(|fields| {
-        pack.context_shapes
+        pack.request_shapes
             .build(&request.action, fields, &pack.type_names)
     }) {
         // Flat fields only: every named entity is outside a set.
@@ -135,7 +146,7 @@ fn request_context(
             refs: built.entities.clone(),
             named: built.entities,
         };
-        return Ok((built.context, entities));
+        return Ok((built.context, entities, built.conforms));
     }
     let json = request.context.clone().unwrap_or_default();
     let context =
@@ -146,7 +157,7 @@ fn request_context(
             ))
         })?;
     let entities = context_entities(&context, fields.unwrap_or(&empty));
-    Ok((context, entities))
+    Ok((context, entities, false))
 }
 
 fn decide_sliced(

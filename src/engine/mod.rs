@@ -3,12 +3,12 @@
 //! is pointed at; nothing here touches the network.
 
 mod action_index;
-mod context;
 mod decide;
 mod hierarchy;
 mod pack;
 mod policies;
 mod reads;
+mod request_shape;
 mod schema;
 
 pub use action_index::ActionIndex;

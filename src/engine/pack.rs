@@ -8,8 +8,8 @@ use std::sync::Arc;
 use cedar_policy::{Authorizer, Effect, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
 use super::action_index::ActionIndex;
-use super::context::ContextShapes;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
+use super::request_shape::RequestShapes;
 use super::schema::load_schema;
 use crate::diagnostics::Problems;
 use crate::entities::{
@@ -64,9 +64,9 @@ pub struct PolicyPack {
     /// The schema's entity and action type names by their text, parsed once
     /// (Cedar's parser costs microseconds per name on the request path).
     pub type_names: TypeNames,
-    /// Each action's declared context fields, to build simple contexts
-    /// without Cedar's JSON parser.
-    pub context_shapes: ContextShapes,
+    /// What each action accepts, to build plain contexts without Cedar's
+    /// JSON parser and plain requests without its schema check.
+    pub request_shapes: RequestShapes,
     /// What the schema declares for each entity type, to check entity JSON
     /// without Cedar's parser where it plainly conforms.
     pub entity_shapes: EntityShapes,
@@ -175,7 +175,7 @@ impl PolicyPack {
             .filter(|ty| schema.ancestors(ty).is_some_and(|mut a| a.next().is_none()))
             .cloned()
             .collect();
-        let context_shapes = ContextShapes::new(&schema, actions.keys());
+        let request_shapes = RequestShapes::new(&schema, actions.keys());
         let entity_shapes = EntityShapes::new(&schema);
         let forbids = files
             .info
@@ -199,7 +199,7 @@ impl PolicyPack {
             authorizer: Authorizer::new(),
             by_action,
             type_names,
-            context_shapes,
+            request_shapes,
             entity_shapes,
         })
     }

@@ -1,39 +1,70 @@
-//! Request contexts built straight from JSON where the schema leaves no
-//! doubt about what each field is.
+//! What each action accepts (principal types, resource types, context
+//! fields), so that plain requests are built and checked without Cedar's
+//! JSON parser and without its per-request schema check.
 //!
 //! Cedar's schema-directed context parser first tries each of its JSON value
 //! forms in turn and builds an error for every form that does not fit; in the
 //! generated request mix (some requests carry one entity reference) that was
-//! a sixth of all decision instructions. Most contexts are flat: booleans, integers, strings and
-//! entity references in the fields the action declares. Those are built here
-//! directly; anything else (sets, records, extension values, a field the
-//! schema does not declare, a value of the wrong kind) goes to Cedar's parser,
-//! so every error a client sees is still Cedar's. Either way `Request::new`
-//! then checks the context against the schema.
+//! a sixth of all decision instructions. Most contexts are flat: booleans,
+//! integers, strings and entity references in the fields the action
+//! declares. Those are built here directly; anything else (sets, records,
+//! extension values, a field the schema does not declare, a value of the
+//! wrong kind) goes to Cedar's parser, so every error a client sees is still
+//! Cedar's.
+//!
+//! `Request::new` with the schema then checks the whole request again (the
+//! types in scope, the context against its type), cloning the context twice.
+//! When a request was built here, its principal and resource are of types the
+//! action applies to and its context has every required field, each of its
+//! declared type, [`RequestShapes::conforms`] says so and the request is
+//! built without that second check. Anything less certain (an enumerated
+//! type, whose ids Cedar checks; a context parsed by Cedar) keeps Cedar's
+//! check. A test compares the two on every kind of request.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use cedar_policy::{Context, EntityId, EntityUid, RestrictedExpression, Schema};
-use cedar_policy_core::validator::types::Type;
+use cedar_policy::{Context, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
+use cedar_policy_core::validator::types::{EntityKind, Type};
+use cedar_policy_core::validator::ValidatorEntityTypeKind;
 use serde_json::{Map, Value};
 
 use super::TypeNames;
 
 /// What a declared context field holds, where it can be built directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum FieldKind {
     Bool,
     Long,
     String,
-    Entity,
+    /// A reference to an entity; `Some` names the one type it must have
+    /// when that type's ids need no check (not enumerated).
+    Entity(Option<EntityTypeName>),
     /// Sets, records, extension types: left to Cedar's parser.
     Other,
 }
 
-/// The declared context fields of every action.
+#[derive(Debug, Clone)]
+struct Field {
+    kind: FieldKind,
+    required: bool,
+}
+
+/// One action's scope and context, as declared.
 #[derive(Debug, Clone, Default)]
-pub struct ContextShapes {
-    by_action: HashMap<EntityUid, HashMap<Box<str>, FieldKind>>,
+struct ActionShape {
+    fields: HashMap<Box<str>, Field>,
+    /// How many fields are required.
+    required: usize,
+    /// Principal and resource types the action applies to, enumerated
+    /// types left out (their ids are Cedar's to check).
+    principals: HashSet<EntityTypeName>,
+    resources: HashSet<EntityTypeName>,
+}
+
+/// What every action accepts.
+#[derive(Debug, Clone, Default)]
+pub struct RequestShapes {
+    by_action: HashMap<EntityUid, ActionShape>,
 }
 
 /// A context built from JSON, with the entities it names.
@@ -43,12 +74,22 @@ pub struct BuiltContext {
     pub context: Context,
     /// Entities named by its fields (none of them inside a set).
     pub entities: Vec<EntityUid>,
+    /// Every required field is present and every entity reference has the
+    /// one type its field declares: the context conforms to the schema.
+    pub conforms: bool,
 }
 
-impl ContextShapes {
-    /// Reads the context type of each of `actions` from the schema.
+impl RequestShapes {
+    /// Reads the scope and context type of each of `actions` from the
+    /// schema. Actions the schema does not define fully (external ones)
+    /// get no shape.
     pub fn new<'a>(schema: &Schema, actions: impl IntoIterator<Item = &'a EntityUid>) -> Self {
         let validator = schema.as_ref();
+        let plain_type = |name: &EntityTypeName| {
+            validator
+                .get_entity_type(name.as_ref())
+                .is_some_and(|ty| matches!(ty.kind, ValidatorEntityTypeKind::Standard(_)))
+        };
         let by_action = actions
             .into_iter()
             .filter_map(|action| {
@@ -56,11 +97,38 @@ impl ContextShapes {
                 else {
                     return None;
                 };
-                let fields = attrs
+                let fields: HashMap<Box<str>, Field> = attrs
                     .iter()
-                    .map(|(name, attr)| (Box::from(name.as_str()), kind_of(&attr.attr_type)))
+                    .map(|(name, attr)| {
+                        let field = Field {
+                            kind: kind_of(&attr.attr_type, &plain_type),
+                            required: attr.is_required,
+                        };
+                        (Box::from(name.as_str()), field)
+                    })
                     .collect();
-                Some((action.clone(), fields))
+                let scope = |types: Option<Vec<EntityTypeName>>| -> HashSet<EntityTypeName> {
+                    types
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|ty| plain_type(ty))
+                        .collect()
+                };
+                let shape = ActionShape {
+                    required: fields.values().filter(|f| f.required).count(),
+                    fields,
+                    principals: scope(
+                        schema
+                            .principals_for_action(action)
+                            .map(|types| types.cloned().collect()),
+                    ),
+                    resources: scope(
+                        schema
+                            .resources_for_action(action)
+                            .map(|types| types.cloned().collect()),
+                    ),
+                };
+                Some((action.clone(), shape))
             })
             .collect();
         Self { by_action }
@@ -76,18 +144,23 @@ impl ContextShapes {
         json: &Map<String, Value>,
         type_names: &TypeNames,
     ) -> Option<BuiltContext> {
-        let fields = self.by_action.get(action)?;
+        let shape = self.by_action.get(action)?;
         let mut pairs = Vec::with_capacity(json.len());
         let mut entities = Vec::new();
+        let mut required = 0;
+        let mut conforms = true;
         for (name, value) in json {
-            let expression = match (fields.get(name.as_str())?, value) {
+            let field = shape.fields.get(name.as_str())?;
+            required += usize::from(field.required);
+            let expression = match (&field.kind, value) {
                 (FieldKind::Bool, Value::Bool(b)) => RestrictedExpression::new_bool(*b),
                 (FieldKind::Long, Value::Number(n)) => RestrictedExpression::new_long(n.as_i64()?),
                 (FieldKind::String, Value::String(s)) => {
                     RestrictedExpression::new_string(s.clone())
                 }
-                (FieldKind::Entity, Value::Object(reference)) => {
+                (FieldKind::Entity(expected), Value::Object(reference)) => {
                     let uid = entity_reference(reference, type_names)?;
+                    conforms &= expected.as_ref() == Some(uid.type_name());
                     entities.push(uid.clone());
                     RestrictedExpression::new_entity_uid(uid)
                 }
@@ -96,16 +169,47 @@ impl ContextShapes {
             pairs.push((name.clone(), expression));
         }
         let context = Context::from_pairs(pairs).ok()?;
-        Some(BuiltContext { context, entities })
+        Some(BuiltContext {
+            context,
+            entities,
+            conforms: conforms && required == shape.required,
+        })
+    }
+
+    /// Whether a request for `action` on these types, with a context that
+    /// conforms (see [`BuiltContext::conforms`]; an empty context conforms
+    /// when [`RequestShapes::takes_empty_context`]), needs no schema check:
+    /// the action applies to both types, neither of them enumerated.
+    pub fn scope_conforms(
+        &self,
+        action: &EntityUid,
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+    ) -> bool {
+        self.by_action.get(action).is_some_and(|shape| {
+            shape.principals.contains(principal) && shape.resources.contains(resource)
+        })
+    }
+
+    /// Whether `action` declares no required context field, so that an empty
+    /// context conforms.
+    pub fn takes_empty_context(&self, action: &EntityUid) -> bool {
+        self.by_action
+            .get(action)
+            .is_some_and(|shape| shape.required == 0)
     }
 }
 
-fn kind_of(declared: &Type) -> FieldKind {
+fn kind_of(declared: &Type, plain_type: &impl Fn(&EntityTypeName) -> bool) -> FieldKind {
     match declared {
-        Type::Bool(_) => FieldKind::Bool,
+        Type::Bool(cedar_policy_core::validator::types::BoolType::AnyBool) => FieldKind::Bool,
         Type::Long => FieldKind::Long,
         Type::String => FieldKind::String,
-        Type::Entity(_) => FieldKind::Entity,
+        Type::Entity(EntityKind::Entity(lub)) => FieldKind::Entity(
+            lub.get_single_entity()
+                .map(|ty| EntityTypeName::from(ty.clone()))
+                .filter(|ty| plain_type(ty)),
+        ),
         _ => FieldKind::Other,
     }
 }
@@ -131,23 +235,32 @@ fn entity_reference(json: &Map<String, Value>, type_names: &TypeNames) -> Option
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use cedar_policy::Request;
     use serde_json::json;
 
     const SCHEMA: &str = r#"
         entity User;
         entity Env;
+        entity Bot;
+        entity Color enum ["red"];
         action go appliesTo {
-            principal: User, resource: Env,
-            context: { who?: User, n?: Long, ok?: Bool, s?: String, tags?: Set<String>, at?: ipaddr }
+            principal: [User, Color], resource: Env,
+            context: { who?: User, n?: Long, ok?: Bool, s?: String, tags?: Set<String>, at?: ipaddr, hue?: Color }
+        };
+        action strict appliesTo {
+            principal: User, resource: [Env, Color], context: { who: User, n: Long }
         };
         action plain appliesTo { principal: User, resource: Env };
     "#;
 
-    fn setup() -> (Schema, ContextShapes, TypeNames, EntityUid) {
+    fn action(name: &str) -> EntityUid {
+        format!("Action::{name:?}").parse().unwrap()
+    }
+
+    fn setup() -> (Schema, RequestShapes, TypeNames, EntityUid) {
         let (schema, _) = Schema::from_cedarschema_str(SCHEMA).unwrap();
-        let go: EntityUid = r#"Action::"go""#.parse().unwrap();
-        let plain: EntityUid = r#"Action::"plain""#.parse().unwrap();
-        let shapes = ContextShapes::new(&schema, [&go, &plain]);
+        let go = action("go");
+        let shapes = RequestShapes::new(&schema, [&go, &action("strict"), &action("plain")]);
         let names = schema
             .entity_types()
             .map(|t| (t.to_string(), t.clone()))
@@ -186,7 +299,7 @@ mod tests {
     #[test]
     fn anything_unusual_is_left_to_cedar() {
         let (_, shapes, names, go) = setup();
-        let plain: EntityUid = r#"Action::"plain""#.parse().unwrap();
+        let plain = action("plain");
         let left_to_cedar = [
             json!({"tags": ["a"]}),                              // a set
             json!({"at": "10.0.0.1"}),                           // an extension value
@@ -211,5 +324,91 @@ mod tests {
         assert!(shapes
             .build(&plain, json.as_object().unwrap(), &names)
             .is_none());
+    }
+
+    /// What `decide` concludes: whether the request needs Cedar's check.
+    fn conforms(
+        shapes: &RequestShapes,
+        names: &TypeNames,
+        action: &EntityUid,
+        principal: &EntityUid,
+        resource: &EntityUid,
+        json: &Value,
+    ) -> Option<Context> {
+        let fields = json.as_object().unwrap();
+        let (context, context_conforms) = if fields.is_empty() {
+            (Context::empty(), shapes.takes_empty_context(action))
+        } else {
+            let built = shapes.build(action, fields, names)?;
+            (built.context, built.conforms)
+        };
+        let scope = shapes.scope_conforms(action, principal.type_name(), resource.type_name());
+        (context_conforms && scope).then_some(context)
+    }
+
+    #[test]
+    fn requests_that_skip_cedars_check_pass_it() {
+        let (schema, shapes, names, _) = setup();
+        let uid = |text: &str| -> EntityUid { text.parse().unwrap() };
+        let principals = [
+            uid(r#"User::"a""#),
+            uid(r#"Bot::"b""#),
+            uid(r#"Color::"red""#),
+            uid(r#"Color::"blue""#),
+            uid(r#"Env::"e""#),
+        ];
+        let resources = [
+            uid(r#"Env::"e""#),
+            uid(r#"Color::"red""#),
+            uid(r#"Color::"blue""#),
+            uid(r#"User::"a""#),
+        ];
+        let user = json!({"type": "User", "id": "u"});
+        let contexts = [
+            json!({}),
+            json!({"who": user}),
+            json!({"who": {"type": "Bot", "id": "b"}}),
+            json!({"who": {"type": "Env", "id": "e"}}),
+            json!({"n": 1}),
+            json!({"who": user, "n": 1}),
+            json!({"who": user, "n": 1, "ok": true}),
+            json!({"who": {"__entity": {"type": "User", "id": "u"}}, "n": 2}),
+            json!({"n": 1, "ok": true, "s": "x"}),
+            json!({"hue": {"type": "Color", "id": "red"}}),
+            json!({"hue": {"type": "Color", "id": "blue"}}),
+            json!({"ok": 1}),
+        ];
+        let (mut skipped, mut checked) = (0, 0);
+        for action in ["go", "strict", "plain"].map(action) {
+            for principal in &principals {
+                for resource in &resources {
+                    for json in &contexts {
+                        let Some(context) =
+                            conforms(&shapes, &names, &action, principal, resource, json)
+                        else {
+                            checked += 1;
+                            continue;
+                        };
+                        skipped += 1;
+                        let request = Request::new(
+                            principal.clone(),
+                            action.clone(),
+                            resource.clone(),
+                            context,
+                            Some(&schema),
+                        );
+                        assert!(
+                            request.is_ok(),
+                            "{action} {principal} {resource} {json}: {request:?}"
+                        );
+                    }
+                }
+            }
+        }
+        // Plain requests do skip it: `go` by a user on an environment with
+        // any of the seven flat contexts that conform, `strict` with the two
+        // that have both of its required fields and no other, `plain` with
+        // the empty one.
+        assert_eq!(skipped, 7 + 2 + 1, "checked by Cedar: {checked}");
     }
 }
