@@ -156,6 +156,7 @@ mod tests {
             bytes_per_entity: 0.0,
             decide_p50_us: p50,
             decide_p99_us: p50 * 2.0,
+            decide_p50_runs_us: Vec::new(),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("chart.svg");

@@ -8,7 +8,9 @@ use clap::{Args, Subcommand};
 
 use crate::bench::chart::draw_scale_chart;
 use crate::bench::http::{run_http_bench, HttpBenchConfig};
-use crate::bench::scale::{ensure_entities_file, load_child, measure_in_child, ScalePoint};
+use crate::bench::scale::{
+    ensure_entities_file, load_child, measure_in_child, median_run, ScalePoint,
+};
 use crate::config::{DEFAULT_POLICIES, DEFAULT_SCHEMA};
 use crate::engine::{PackSources, PolicyPack};
 
@@ -89,6 +91,10 @@ enum BenchWhat {
         /// Draw the latency and memory chart (SVG) here.
         #[arg(long)]
         chart: Option<PathBuf>,
+        /// Child processes per size; the one with the middle decision
+        /// median is reported (one run on a shared machine can be far off).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+        runs: u32,
     },
     /// Redraw the chart from the JSON that `scale --json` wrote.
     Chart {
@@ -169,12 +175,13 @@ fn run(what: BenchWhat) -> Result<(), String> {
             data_dir,
             json,
             chart,
+            runs,
         } => {
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
             let mut points: Vec<ScalePoint> = Vec::new();
             println!(
-                "{:>9} {:>10} {:>9} {:>10} {:>11} {:>11} {:>10} {:>9} {:>9}",
+                "{:>9} {:>10} {:>9} {:>10} {:>11} {:>11} {:>10} {:>9} {:>9}  p50 of each run",
                 "entities",
                 "file MiB",
                 "load s",
@@ -188,10 +195,18 @@ fn run(what: BenchWhat) -> Result<(), String> {
             for size in sizes {
                 let file =
                     ensure_entities_file(&data_dir, size, seed).map_err(|e| e.to_string())?;
-                let point = measure_in_child(&exe, &pack.sources(), &file, size, seed)
+                let measured = (0..runs)
+                    .map(|_| measure_in_child(&exe, &pack.sources(), &file, size, seed))
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| e.to_string())?;
+                let point = median_run(measured).ok_or("no run was measured")?;
+                let each: Vec<String> = point
+                    .decide_p50_runs_us
+                    .iter()
+                    .map(|p50| format!("{p50:.1}"))
+                    .collect();
                 println!(
-                    "{:>9} {:>10.1} {:>9.2} {:>10.2} {:>11.1} {:>11.1} {:>10.0} {:>9.1} {:>9.1}",
+                    "{:>9} {:>10.1} {:>9.2} {:>10.2} {:>11.1} {:>11.1} {:>10.0} {:>9.1} {:>9.1}  {}",
                     point.entities,
                     point.file_bytes as f64 / 1048576.0,
                     point.load_seconds,
@@ -200,7 +215,8 @@ fn run(what: BenchWhat) -> Result<(), String> {
                     point.peak_kib as f64 / 1024.0,
                     point.bytes_per_entity,
                     point.decide_p50_us,
-                    point.decide_p99_us
+                    point.decide_p99_us,
+                    each.join(" ")
                 );
                 points.push(point);
             }
