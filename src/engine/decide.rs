@@ -127,8 +127,8 @@ fn request_context(
         Some(serde_json::Value::Object(fields)) => Some(fields),
         Some(_) => None,
     };
-    // An empty context needs no parsing; `Request::new` still checks it
-    // against the action's context type.
+    // An empty context needs no parsing; it conforms when the action has no
+    // required context field, else `Request::new` checks it (and refuses it).
     if fields.is_some_and(serde_json::Map::is_empty) {
         let none = ContextEntities {
             refs: Vec::new(),

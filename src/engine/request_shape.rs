@@ -16,8 +16,9 @@
 //! types in scope, the context against its type), cloning the context twice.
 //! When a request was built here, its principal and resource are of types the
 //! action applies to and its context has every required field, each of its
-//! declared type, [`RequestShapes::conforms`] says so and the request is
-//! built without that second check. Anything less certain (an enumerated
+//! declared type, [`BuiltContext::conforms`] and
+//! [`RequestShapes::scope_conforms`] say so and the request is built without
+//! that second check. Anything less certain (an enumerated
 //! type, whose ids Cedar checks; a context parsed by Cedar) keeps Cedar's
 //! check. A test compares the two on every kind of request.
 
@@ -218,12 +219,18 @@ fn kind_of(declared: &Type, plain_type: &impl Fn(&EntityTypeName) -> bool) -> Fi
     }
 }
 
-/// `{"type": T, "id": I}` or `{"__entity": {"type": T, "id": I}}`, with `T`
-/// a type the schema declares; any other shape is Cedar's to judge.
+/// `{"type": T, "id": I}` or `{"__entity": {"type": T, "id": I}}` (one
+/// wrapper at most, as Cedar takes it), with `T` a type the schema declares;
+/// any other shape is Cedar's to judge.
 fn entity_reference(json: &Map<String, Value>, type_names: &TypeNames) -> Option<EntityUid> {
-    if let (1, Some(Value::Object(inner))) = (json.len(), json.get("__entity")) {
-        return entity_reference(inner, type_names);
+    match (json.len(), json.get("__entity")) {
+        (1, Some(Value::Object(inner))) => type_and_id(inner, type_names),
+        _ => type_and_id(json, type_names),
     }
+}
+
+/// An object of exactly the two string fields `type` and `id`.
+fn type_and_id(json: &Map<String, Value>, type_names: &TypeNames) -> Option<EntityUid> {
     if json.len() != 2 {
         return None;
     }
@@ -315,6 +322,7 @@ mod tests {
             json!({"who": {"type": "User", "id": "a", "x": 1}}), // extra key
             json!({"who": {"type": "User"}}),                    // no id
             json!({"who": "User::\"a\""}),                       // not an object
+            json!({"who": {"__entity": {"__entity": {"type": "User", "id": "a"}}}}), // two wrappers
         ];
         for json in left_to_cedar {
             assert!(

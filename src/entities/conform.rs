@@ -88,14 +88,23 @@ fn referable(shape: &TypeShape) -> Option<&TypeShape> {
     shape.referable.then_some(shape)
 }
 
-/// `{"type": T, "id": I}` or `{"__entity": {"type": T, "id": I}}`, exactly.
+/// `{"type": T, "id": I}` or `{"__entity": {"type": T, "id": I}}`, exactly:
+/// one `__entity` wrapper at most (Cedar refuses a second).
 fn uid_parts(json: Json<'_>) -> Option<(Cow<'_, str>, String)> {
     let Json::Object(mut fields) = json else {
         return None;
     };
     if fields.len() == 1 && fields[0].0 == "__entity" {
-        return fields.pop().and_then(|(_, inner)| uid_parts(inner));
+        let (_, Json::Object(inner)) = fields.pop()? else {
+            return None;
+        };
+        return type_and_id(inner);
     }
+    type_and_id(fields)
+}
+
+/// An object of exactly the two string fields `type` and `id`.
+fn type_and_id<'a>(fields: Vec<(Cow<'a, str>, Json<'a>)>) -> Option<(Cow<'a, str>, String)> {
     let [(k1, v1), (k2, v2)] = <[_; 2]>::try_from(fields).ok()?;
     let (ty, id) = match (k1.as_ref(), k2.as_ref()) {
         ("type", "id") => (v1, v2),
