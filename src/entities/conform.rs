@@ -161,14 +161,13 @@ fn conform(json: Json<'_>, shape: &ValueShape, shapes: &EntityShapes) -> Option<
         (ValueShape::Bool, Json::Bool(b)) => AttrValue::Bool(b),
         (ValueShape::Long, Json::Long(n)) => AttrValue::Long(n),
         (ValueShape::String, Json::Str(s)) => AttrValue::String(s.as_ref().into()),
-        (ValueShape::Entity(expected), json @ Json::Object(_)) => {
+        (ValueShape::Entity { text, name }, json @ Json::Object(_)) => {
             let (type_name, id) = uid_parts(json)?;
-            if type_name != expected.as_ref() {
+            if type_name != text.as_ref() {
                 return None;
             }
-            let shape = shapes.get(expected)?;
             AttrValue::Entity(Box::new(EntityUid::from_type_name_and_id(
-                shape.name.clone(),
+                name.clone(),
                 EntityId::new(id),
             )))
         }
@@ -242,37 +241,6 @@ enum Json<'a> {
     Object(Vec<(Cow<'a, str>, Json<'a>)>),
 }
 
-/// A JSON string, borrowed when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-struct TextVisitor;
-
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Text<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Borrowed(text)))
-    }
-
-    fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(text.to_owned())))
-    }
-
-    fn visit_string<E>(self, text: String) -> Result<Self::Value, E> {
-        Ok(Text(Cow::Owned(text)))
-    }
-}
-
 impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
@@ -330,7 +298,14 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some((Text(key), value)) = map.next_entry::<Text<'de>, Json<'de>>()? {
+        // JSON keys are strings: read with the same visitor, they arrive as
+        // `Json::Str`.
+        while let Some((key, value)) = map.next_entry::<Json<'de>, Json<'de>>()? {
+            let Json::Str(key) = key else {
+                return Err(serde::de::Error::custom(
+                    "an object key that is not a string",
+                ));
+            };
             fields.push((key, value));
         }
         Ok(Json::Object(fields))

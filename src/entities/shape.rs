@@ -69,8 +69,12 @@ pub(super) enum ValueShape {
     Bool,
     Long,
     String,
-    /// A reference to an entity of this (referable) type, by its name.
-    Entity(Box<str>),
+    /// A reference to an entity of this (referable) type: its name as entity
+    /// JSON writes it, and parsed.
+    Entity {
+        text: Box<str>,
+        name: EntityTypeName,
+    },
     Set(Box<ValueShape>),
     /// A closed record.
     Record(Fields),
@@ -176,9 +180,10 @@ impl ValueShape {
             Type::Long => Self::Long,
             Type::String => Self::String,
             Type::Entity(EntityKind::Entity(lub)) => match lub.get_single_entity() {
-                Some(name) if referable.contains(&name.to_string()) => {
-                    Self::Entity(name.to_string().into_boxed_str())
-                }
+                Some(name) if referable.contains(&name.to_string()) => Self::Entity {
+                    text: name.to_string().into_boxed_str(),
+                    name: EntityTypeName::from(name.clone()),
+                },
                 _ => Self::Unsupported,
             },
             Type::Set {
