@@ -58,7 +58,15 @@ fn bench_decide(c: &mut Criterion, pack: &PolicyPack, f: &Fixture) {
         b.iter(|| {
             let request = &requests[next % requests.len()];
             next += 1;
-            black_box(decide(pack, store, request).unwrap())
+            black_box(
+                decide(
+                    pack,
+                    store,
+                    request,
+                    &cedar_sidecar::engine::RequestEntityPolicy::default(),
+                )
+                .unwrap(),
+            )
         })
     });
     group.finish();
@@ -69,7 +77,15 @@ fn bench_decide(c: &mut Criterion, pack: &PolicyPack, f: &Fixture) {
     group.bench_with_input(BenchmarkId::from_parameter(f.size), &f.store, |b, store| {
         b.iter(|| {
             for request in &batch {
-                black_box(decide(pack, store, request).unwrap());
+                black_box(
+                    decide(
+                        pack,
+                        store,
+                        request,
+                        &cedar_sidecar::engine::RequestEntityPolicy::default(),
+                    )
+                    .unwrap(),
+                );
             }
         })
     });

@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::PackSources;
+use crate::engine::{
+    PackSources, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
+};
 use crate::freshness::FreshnessPolicy;
 use crate::http::HttpLimits;
 use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, TlsFiles, Topology};
@@ -132,6 +134,28 @@ pub struct ServeFlags {
     /// Rotated decision log files kept [default: 5].
     #[arg(long, env = "CEDAR_SIDECAR_DECISION_LOG_MAX_FILES")]
     pub decision_log_max_files: Option<usize>,
+    /// Entities sent with requests: `off` (refused), `new-only` (only new
+    /// entities of `--request-entity-types`) or `override` (they replace
+    /// stored ones: the caller is trusted) [default: off].
+    #[arg(long = "request-entities", env = "CEDAR_SIDECAR_REQUEST_ENTITIES")]
+    pub request_entities_mode: Option<RequestEntityMode>,
+    /// With `new-only`: the entity types requests may describe (comma-separated).
+    #[arg(
+        long = "request-entity-types",
+        env = "CEDAR_SIDECAR_REQUEST_ENTITY_TYPES",
+        value_delimiter = ','
+    )]
+    pub request_entity_types: Option<Vec<String>>,
+    /// Most entities one request, or one whole batch, may carry [default: 100].
+    #[arg(long, env = "CEDAR_SIDECAR_REQUEST_ENTITIES_MAX")]
+    pub request_entities_max: Option<usize>,
+    /// File of caller tokens (one per line): the decision API then takes
+    /// only `Authorization: Bearer <token>` callers [default: none].
+    #[arg(long, env = "CEDAR_SIDECAR_CALLER_TOKENS_FILE")]
+    pub caller_tokens_file: Option<PathBuf>,
+    /// `/readyz` fails while fewer entities are loaded [default: 0].
+    #[arg(long, env = "CEDAR_SIDECAR_MIN_ENTITIES")]
+    pub min_entities: Option<usize>,
 }
 
 /// The configuration file; every key optional, unknown keys rejected.
@@ -151,6 +175,10 @@ pub struct ConfigFile {
     log_format: Option<LogFormat>,
     watch: Option<bool>,
     watch_debounce_ms: Option<u64>,
+    caller_tokens_file: Option<PathBuf>,
+    min_entities: Option<usize>,
+    #[serde(default)]
+    request_entities: RequestEntitiesFile,
     #[serde(default)]
     decision_log: DecisionLogFile,
     #[serde(default)]
@@ -174,6 +202,47 @@ struct RedisFile {
     serve_stale: Option<bool>,
     consistency_wait_ms: Option<u64>,
     idle_check_ms: Option<u64>,
+}
+
+/// The `[request_entities]` table.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestEntitiesFile {
+    mode: Option<RequestEntityMode>,
+    types: Option<Vec<String>>,
+    max: Option<usize>,
+}
+
+/// What requests may carry as entities, as configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestEntitySettings {
+    /// `off`, `new-only` or `override`.
+    pub mode: RequestEntityMode,
+    /// Entity types a request may describe with `new-only`.
+    pub types: Vec<String>,
+    /// Most entities per request and per batch.
+    pub max: usize,
+}
+
+impl RequestEntitySettings {
+    /// The rules the decision path applies; names a bad type.
+    pub fn policy(&self) -> Result<RequestEntityPolicy, ConfigError> {
+        let types = self
+            .types
+            .iter()
+            .map(|name| {
+                name.trim().parse().map_err(|error| ConfigError::Value {
+                    key: "request_entities.types",
+                    message: format!("`{name}` is not an entity type name: {error}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RequestEntityPolicy {
+            mode: self.mode,
+            types,
+            max: self.max,
+        })
+    }
 }
 
 /// The `[decision_log]` table.
@@ -224,6 +293,12 @@ pub struct ServeConfig {
     /// Freshness and consistency settings for the Redis source.
     #[serde(serialize_with = "sync_display")]
     pub sync: SyncArgs,
+    /// File of caller tokens guarding the decision API, if any.
+    pub caller_tokens_file: Option<PathBuf>,
+    /// Readiness fails while fewer entities are loaded.
+    pub min_entities: usize,
+    /// What entities requests may carry.
+    pub request_entities: RequestEntitySettings,
 }
 
 /// A configuration problem, naming the key.
@@ -274,8 +349,11 @@ impl ServeConfig {
         };
         let log = &file.decision_log;
         let admin_token_file = flags.admin_token_file.clone().or(file.admin_token_file);
-        let admin_token = match (admin_token_env.filter(|t| !t.is_empty()), admin_token_file) {
-            (Some(token), _) => Some(token),
+        let admin_token = match (
+            admin_token_env.filter(|t| !t.trim().is_empty()),
+            admin_token_file,
+        ) {
+            (Some(token), _) => Some(token.trim().to_string()),
             (None, Some(path)) => Some(read_token_file(&path)?),
             (None, None) => None,
         };
@@ -332,6 +410,25 @@ impl ServeConfig {
             },
             redis: redis.with_file(&file.redis),
             sync: sync.with_file(&file.redis),
+            caller_tokens_file: flags.caller_tokens_file.clone().or(file.caller_tokens_file),
+            min_entities: pick(&flags.min_entities, file.min_entities, 0),
+            request_entities: RequestEntitySettings {
+                mode: pick(
+                    &flags.request_entities_mode,
+                    file.request_entities.mode,
+                    RequestEntityMode::Off,
+                ),
+                types: pick(
+                    &flags.request_entity_types,
+                    file.request_entities.types.clone(),
+                    Vec::new(),
+                ),
+                max: pick(
+                    &flags.request_entities_max,
+                    file.request_entities.max,
+                    DEFAULT_MAX_REQUEST_ENTITIES,
+                ),
+            },
         };
         config.validate()?;
         Ok(config)
@@ -360,6 +457,16 @@ impl ServeConfig {
             self.decision_log.sample_allows,
         )?;
         positive("decision_log.buffer", self.decision_log.buffer as u64)?;
+        positive("request_entities.max", self.request_entities.max as u64)?;
+        let rules = self.request_entities.policy()?;
+        if rules.mode == RequestEntityMode::NewOnly && rules.types.is_empty() {
+            return Err(ConfigError::Value {
+                key: "request_entities.types",
+                message:
+                    "must name at least one entity type when request_entities.mode is \"new-only\""
+                        .into(),
+            });
+        }
         positive(
             "decision_log.max_file_bytes",
             self.decision_log.max_file_bytes,

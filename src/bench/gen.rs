@@ -561,7 +561,13 @@ mod tests {
         let mut allows = 0;
         let mut denies = 0;
         for request in data.requests(400, 11) {
-            let decision = decide(&pack, &store, &request).expect("valid request");
+            let decision = decide(
+                &pack,
+                &store,
+                &request,
+                &crate::engine::RequestEntityPolicy::default(),
+            )
+            .expect("valid request");
             assert!(decision.errors.is_empty(), "{:?}", decision.errors);
             match decision.verdict {
                 Verdict::Allow => allows += 1,

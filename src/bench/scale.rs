@@ -153,11 +153,21 @@ pub fn load_child(sources: &PackSources, file: &Path, seed: u64) -> Result<Scale
     let mut samples = Vec::with_capacity(requests.len());
     // One pass to warm caches and the allocator, then the timed pass.
     for request in requests.iter().take(2_000) {
-        let _ = decide(&pack, &store, request);
+        let _ = decide(
+            &pack,
+            &store,
+            request,
+            &crate::engine::RequestEntityPolicy::default(),
+        );
     }
     for request in &requests {
         let t = Instant::now();
-        let _ = std::hint::black_box(decide(&pack, &store, request));
+        let _ = std::hint::black_box(decide(
+            &pack,
+            &store,
+            request,
+            &crate::engine::RequestEntityPolicy::default(),
+        ));
         samples.push(u32::try_from(t.elapsed().as_nanos()).unwrap_or(u32::MAX));
     }
     samples.sort_unstable();

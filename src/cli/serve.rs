@@ -11,10 +11,12 @@ use std::time::SystemTime;
 use clap::Args;
 
 use crate::config::{LogFormat, RedisArgs, ServeConfig, ServeFlags, SyncArgs};
-use crate::engine::PolicyPack;
+use crate::engine::{PolicyPack, RequestEntityMode, RequestEntityPolicy};
 use crate::entities::{load_entities_file, EntityMap};
 use crate::freshness::Freshness;
-use crate::http::{router, without_delay, AdminToken, AppState};
+use crate::http::{
+    router, warn_if_short, without_delay, AdminToken, AppState, CallerTokens, CpuPool,
+};
 use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
@@ -38,6 +40,21 @@ enum Source {
     Redis(Arc<PolicyPack>),
 }
 
+impl Source {
+    fn pack(&self) -> &PolicyPack {
+        match self {
+            Self::File(snapshot) => &snapshot.pack,
+            Self::Redis(pack) => pack,
+        }
+    }
+}
+
+/// The caller-trust settings, checked before the runtime starts.
+struct Guards {
+    trust: Arc<RequestEntityPolicy>,
+    callers: Option<Arc<CallerTokens>>,
+}
+
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
 pub fn run_serve(args: ServeCommand) -> i32 {
     let admin_token_env = std::env::var("CEDAR_SIDECAR_ADMIN_TOKEN").ok();
@@ -53,6 +70,13 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         return 0;
     }
     init_logging(config.log_format);
+    let trust = match config.request_entities.policy() {
+        Ok(trust) => trust,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return 2;
+        }
+    };
     let loaded = if config.redis.enabled() {
         PolicyPack::load(&config.sources())
             .map(|pack| Source::Redis(Arc::new(pack)))
@@ -68,6 +92,37 @@ pub fn run_serve(args: ServeCommand) -> i32 {
             return 1;
         }
     };
+    let undeclared = trust.undeclared_types(&source.pack().schema);
+    if !undeclared.is_empty() {
+        eprintln!(
+            "error: invalid configuration: `request_entities.types` names types the schema does not declare: {}",
+            undeclared.join(", ")
+        );
+        return 2;
+    }
+    if trust.mode == RequestEntityMode::Override {
+        tracing::warn!(
+            "request_entities.mode = \"override\": entities sent with a request replace stored ones; \
+             every caller that can reach the decision API can grant itself anything the policies allow"
+        );
+    }
+    let callers = match &config.caller_tokens_file {
+        Some(path) => match CallerTokens::load(path) {
+            Ok(callers) => Some(Arc::new(callers)),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return 2;
+            }
+        },
+        None => None,
+    };
+    if let Some(token) = &config.admin_token {
+        warn_if_short(
+            std::slice::from_ref(token),
+            "admin token",
+            std::path::Path::new("CEDAR_SIDECAR_ADMIN_TOKEN / admin_token_file"),
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,7 +134,11 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         }
     };
     let (redis, sync) = (config.redis.clone(), config.sync.clone());
-    match runtime.block_on(serve(config, &redis, &sync, source)) {
+    let guards = Guards {
+        trust: Arc::new(trust),
+        callers,
+    };
+    match runtime.block_on(serve(config, &redis, &sync, source, guards)) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");
@@ -112,6 +171,7 @@ async fn serve(
     redis: &RedisArgs,
     sync: &SyncArgs,
     source: Source,
+    guards: Guards,
 ) -> std::io::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let (shared, freshness, entity_writer, entity_source) = match source {
@@ -158,7 +218,7 @@ async fn serve(
     } else {
         None
     };
-    spawn_sighup_reloader(reloader.clone());
+    spawn_sighup_reloader(reloader.clone(), guards.callers.clone());
     let state = AppState {
         shared,
         limits: config.limits,
@@ -173,6 +233,10 @@ async fn serve(
         started_at: SystemTime::now(),
         freshness,
         entity_writer,
+        request_entities: guards.trust,
+        callers: guards.callers,
+        min_entities: config.min_entities,
+        cpu: Arc::new(CpuPool::for_this_machine()),
     };
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "serving decisions");
@@ -243,7 +307,7 @@ fn start_replica(
     Ok((shared, freshness, writer, source))
 }
 
-fn spawn_sighup_reloader(reloader: Arc<Reloader>) {
+fn spawn_sighup_reloader(reloader: Arc<Reloader>, callers: Option<Arc<CallerTokens>>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hangups) =
@@ -254,12 +318,20 @@ fn spawn_sighup_reloader(reloader: Arc<Reloader>) {
         };
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading policies, schema and entities");
+            if let Some(callers) = &callers {
+                match callers.reload() {
+                    Ok(count) => tracing::info!(tokens = count, "caller tokens reloaded"),
+                    Err(error) => {
+                        tracing::error!(%error, "caller tokens not reloaded; the previous ones stay in force")
+                    }
+                }
+            }
             let reloader = reloader.clone();
             let _ = tokio::task::spawn_blocking(move || reloader.reload_all()).await;
         }
     });
     #[cfg(not(unix))]
-    let _ = reloader;
+    let _ = (reloader, callers);
 }
 
 async fn shutdown_signal() {

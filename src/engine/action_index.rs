@@ -165,8 +165,18 @@ mod tests {
         }
         let mut decided = 0;
         for request in &requests {
-            let a = decide(&indexed, &store, request);
-            let b = decide(&whole, &store, request);
+            let a = decide(
+                &indexed,
+                &store,
+                request,
+                &crate::engine::RequestEntityPolicy::default(),
+            );
+            let b = decide(
+                &whole,
+                &store,
+                request,
+                &crate::engine::RequestEntityPolicy::default(),
+            );
             assert_eq!(a, b, "{request:?}");
             decided += usize::from(a.is_ok());
         }

@@ -1,13 +1,12 @@
 //! One decision: validate the request against the schema, slice the entity
 //! store, ask Cedar, then apply our fail-closed rules.
 
-use std::sync::Arc;
-
 use cedar_policy::{Context, Decision as CedarDecision, EntityUid, Request};
 
+use super::request_entities::{RequestEntityError, RequestEntityPolicy};
 use super::PolicyPack;
 use crate::diagnostics::one_line;
-use crate::entities::{parse_entities_json, EntityMap, Slicer, StoredEntity, UidMap};
+use crate::entities::{EntityMap, Slicer};
 
 /// A decision request in Cedar terms (uids already parsed).
 #[derive(Debug, Clone)]
@@ -20,7 +19,8 @@ pub struct DecisionRequest {
     pub resource: EntityUid,
     /// The context record as JSON (`null` or absent means empty).
     pub context: Option<serde_json::Value>,
-    /// Entities for this request only; they override stored ones.
+    /// Entities sent with this request; how they join the stored ones is
+    /// the operator's [`RequestEntityPolicy`].
     pub entities: Vec<serde_json::Value>,
 }
 
@@ -57,13 +57,19 @@ pub enum RequestError {
     /// An entity supplied with the request is malformed or breaks the schema.
     #[error("{0}")]
     InvalidEntity(String),
+    /// The request's entities break the operator's rules for them.
+    #[error(transparent)]
+    EntitiesRefused(RequestEntityError),
 }
 
-/// Decides `request` against one snapshot of policies and entities.
+/// Decides `request` against one snapshot of policies and entities; the
+/// entities it carries are admitted under `trust` (see
+/// [`super::request_entities`]).
 pub fn decide(
     pack: &PolicyPack,
     store: &EntityMap,
     request: &DecisionRequest,
+    trust: &RequestEntityPolicy,
 ) -> Result<Decision, RequestError> {
     if !pack.actions.contains_key(&request.action) {
         return Err(RequestError::SchemaViolation(format!(
@@ -89,12 +95,12 @@ pub fn decide(
     )
     .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
 
-    let overlay: UidMap<Arc<StoredEntity>> =
-        parse_entities_json(request.entities.clone(), &pack.schema)
-            .map_err(|e| RequestError::InvalidEntity(e.to_string()))?
-            .into_iter()
-            .map(|e| (e.uid(), Arc::new(e)))
-            .collect();
+    let overlay = trust
+        .admit(&request.entities, &pack.schema, store)
+        .map_err(|error| match error {
+            RequestEntityError::Invalid(message) => RequestError::InvalidEntity(message),
+            refused => RequestError::EntitiesRefused(refused),
+        })?;
     let slicer = Slicer {
         overlay: &overlay,
         actions: &pack.actions,

@@ -8,6 +8,7 @@ mod hierarchy;
 mod pack;
 mod policies;
 mod reads;
+mod request_entities;
 mod request_shape;
 mod schema;
 
@@ -19,5 +20,8 @@ pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack, TypeNames};
 pub use policies::{
     deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,
+};
+pub use request_entities::{
+    RequestEntityError, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 pub use schema::{load_schema, parse_schema_text};

@@ -210,7 +210,11 @@ pub fn parse_entities_text(
     }
 }
 
-fn uid_display(uid: &serde_json::Value) -> String {
+/// An entity's uid as `Type::"id"`, read from the `uid` JSON of an entity
+/// (either form Cedar takes: `{"type", "id"}` or `{"__entity": {...}}`),
+/// for messages and logs; the raw JSON when it has neither form.
+pub fn uid_display(uid: &serde_json::Value) -> String {
+    let uid = uid.get("__entity").unwrap_or(uid);
     match (
         uid.get("type").and_then(|t| t.as_str()),
         uid.get("id").and_then(|i| i.as_str()),

@@ -1,43 +1,50 @@
 //! Admin endpoints: enabled only when an admin token is configured, and
 //! only for callers presenting it as `Authorization: Bearer <token>`.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
+use super::tokens::{presented_bearer, TokenSet};
 use super::{ApiError, AppState};
+use crate::telemetry::RateLimit;
 
 /// The configured admin token.
-pub struct AdminToken(String);
+pub struct AdminToken {
+    token: TokenSet,
+    failures: RateLimit,
+}
 
 impl AdminToken {
-    /// Wraps a token (read from the environment or a file, never a flag).
+    /// Wraps a token (read from the environment or a file, never a flag);
+    /// surrounding blanks are trimmed, as they are from a presented token.
     pub fn new(token: String) -> Self {
-        Self(token)
-    }
-
-    /// Compares in constant time, so timing does not leak the token.
-    fn matches(&self, presented: &str) -> bool {
-        self.0.len() == presented.len() && bool::from(self.0.as_bytes().ct_eq(presented.as_bytes()))
+        Self {
+            token: TokenSet::new([token.as_str()]),
+            failures: RateLimit::new(Duration::from_secs(1)),
+        }
     }
 }
 
-/// Checks the bearer token; the error says whether admin is off or the token is wrong.
+/// Checks the bearer token; the error says whether admin is off or the
+/// token is wrong. Failures are logged at WARN, at most once a second.
 pub fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &state.admin_token else {
+    let Some(admin) = &state.admin_token else {
         return Err(ApiError::AdminDisabled);
     };
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(presented) if token.matches(presented) => Ok(()),
-        _ => Err(ApiError::Unauthorized),
+    if presented_bearer(headers).is_some_and(|t| admin.token.accepts(t)) {
+        return Ok(());
     }
+    if let Some(suppressed) = admin.failures.check() {
+        tracing::warn!(
+            similar_failures_suppressed = suppressed,
+            "admin endpoint called without a valid admin token"
+        );
+    }
+    Err(ApiError::Unauthorized)
 }
 
 /// `POST /v1/admin/reload`: reload policies, schema and the entities file now.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::engine::RequestError;
+use crate::engine::{RequestEntityError, RequestError};
 use crate::sync::SyncError;
 
 /// Everything the API can answer with besides a decision.
@@ -23,6 +23,13 @@ pub enum ApiError {
     /// An entity supplied with the request is invalid.
     #[error("{0}")]
     InvalidEntity(String),
+    /// The request's entities break the operator's rules for them (mode,
+    /// types, count, duplicates, stored uids).
+    #[error(transparent)]
+    RequestEntities(RequestEntityError),
+    /// Missing or wrong caller token on the decision API.
+    #[error("a valid caller token is required (`Authorization: Bearer <token>`)")]
+    CallerUnauthorized,
     /// More batch items than allowed.
     #[error("a batch holds at most {max} requests; this one has {got}")]
     BatchTooLarge {
@@ -93,6 +100,8 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, "request_schema_violation")
             }
             Self::InvalidEntity(_) => (StatusCode::BAD_REQUEST, "invalid_entity"),
+            Self::RequestEntities(error) => (StatusCode::BAD_REQUEST, request_entity_code(error)),
+            Self::CallerUnauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::BatchTooLarge { .. } => (StatusCode::BAD_REQUEST, "batch_too_large"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
@@ -123,7 +132,22 @@ impl From<RequestError> for ApiError {
         match error {
             RequestError::SchemaViolation(m) => Self::RequestSchemaViolation(m),
             RequestError::InvalidEntity(m) => Self::InvalidEntity(m),
+            RequestError::EntitiesRefused(refused) => Self::RequestEntities(refused),
         }
+    }
+}
+
+/// The stable code of each way request entities are refused.
+fn request_entity_code(error: &RequestEntityError) -> &'static str {
+    match error {
+        RequestEntityError::Disabled => "request_entities_disabled",
+        RequestEntityError::TooMany { .. } => "too_many_request_entities",
+        RequestEntityError::Duplicate(_) => "duplicate_request_entity",
+        RequestEntityError::Conflict(_) => "request_entity_conflict",
+        RequestEntityError::TypeNotAllowed { .. } | RequestEntityError::ParentNotAllowed { .. } => {
+            "request_entity_not_allowed"
+        }
+        RequestEntityError::Invalid(_) => "invalid_entity",
     }
 }
 
@@ -152,6 +176,14 @@ impl IntoResponse for ApiError {
         // Bad input is the caller's business: logged at debug, never as an error.
         tracing::debug!(error = %self, "request rejected");
         let (status, _) = self.status_and_code();
-        (status, Json(self.body())).into_response()
+        let mut response = (status, Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: a 401 names the scheme the caller must use.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

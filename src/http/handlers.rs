@@ -17,10 +17,10 @@ use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
 };
 use super::{ApiError, AppState};
-use crate::engine::{decide, DecisionRequest, Verdict};
+use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
 use crate::reload::now_rfc3339;
 use crate::state::Snapshot;
-use crate::telemetry::{DecisionRecord, Endpoint};
+use crate::telemetry::{DecisionRecord, Endpoint, RequestEntityRecord};
 
 /// Response header carrying the entity revision a decision was made at.
 pub const REVISION_HEADER: HeaderName = HeaderName::from_static("x-cedar-revision");
@@ -34,7 +34,24 @@ pub async fn is_authorized(
     JsonBody(request): JsonBody<AuthorizeRequest>,
 ) -> Result<Response, ApiError> {
     let snapshot = fresh_snapshot(&state, request.consistency.map(|c| c.at_least)).await?;
-    let response = decide_one(&state, &snapshot, &meta, Endpoint::Single, request)?;
+    let response = if parses_entities(&state, request.entities.as_deref().map_or(0, <[_]>::len)) {
+        // Cedar's entity parser is CPU work: off the async workers.
+        let (job_state, job_snapshot, job_meta) = (state.clone(), snapshot.clone(), meta.clone());
+        state
+            .cpu
+            .run(move || {
+                decide_one(
+                    &job_state,
+                    &job_snapshot,
+                    &job_meta,
+                    Endpoint::Single,
+                    request,
+                )
+            })
+            .await??
+    } else {
+        decide_one(&state, &snapshot, &meta, Endpoint::Single, request)?
+    };
     Ok(with_versions(Json(response), &snapshot))
 }
 
@@ -50,50 +67,81 @@ pub async fn is_authorized_batch(
             got: batch.requests.len(),
         });
     }
-    let snapshot = fresh_snapshot(&state, batch.at_least()).await?;
-    let responses = decide_batch(&state, &snapshot, &meta, batch.requests).await;
+    let scan = batch.scan();
+    let heavy = parses_entities(&state, scan.entities);
+    // The entity bound holds for a whole batch, so one HTTP request cannot
+    // carry `max_batch` times as much parsing.
+    if heavy && scan.entities > state.request_entities.max {
+        return Err(ApiError::RequestEntities(RequestEntityError::TooMany {
+            max: state.request_entities.max,
+            got: scan.entities,
+        }));
+    }
+    let snapshot = fresh_snapshot(&state, scan.at_least).await?;
+    let responses = decide_batch(&state, &snapshot, &meta, batch.requests, heavy).await;
     Ok(with_versions(Json(BatchResponse { responses }), &snapshot))
+}
+
+/// Whether deciding `count` request entities means running Cedar's entity
+/// parser (with the mode `off` they are refused before any parsing).
+fn parses_entities(state: &AppState, count: usize) -> bool {
+    count > 0 && state.request_entities.mode != RequestEntityMode::Off
 }
 
 /// A batch smaller than this is decided on the request's own task: handing
 /// work to another thread costs more than a few decisions.
 const PARALLEL_BATCH_MIN: usize = 16;
 
-/// Decides a batch's items in order; a large batch is split over the cores
+/// Decides a batch's items in order. A large batch is split over the cores
 /// (items are independent and share one snapshot), so its latency is not
-/// the sum of its items'.
+/// the sum of its items'; a batch with request entities to parse runs all
+/// of its parts in the CPU pool, none on the async worker.
 async fn decide_batch(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
     meta: &RequestMeta,
     mut items: Vec<Box<RawValue>>,
+    heavy: bool,
 ) -> Vec<BatchItem> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    if cores < 2 || items.len() < PARALLEL_BATCH_MIN {
+    let cores = state.cpu.cores();
+    if !heavy && (cores < 2 || items.len() < PARALLEL_BATCH_MIN) {
         return decide_items(state, snapshot, meta, items);
     }
-    let share = items.len().div_ceil(cores);
-    let mut helpers = Vec::with_capacity(cores - 1);
-    // Every part after the first goes to the blocking pool; the first is
-    // decided here meanwhile.
+    let share = items.len().div_ceil(cores).max(1);
+    let mut parts = Vec::with_capacity(cores);
     while items.len() > share {
-        let part = items.split_off(items.len() - share);
-        let (state, snapshot, meta) = (state.clone(), snapshot.clone(), meta.clone());
-        helpers.push(tokio::task::spawn_blocking(move || {
-            decide_items(&state, &snapshot, &meta, part)
-        }));
+        parts.push(items.split_off(items.len() - share));
     }
-    let mut responses = decide_items(state, snapshot, meta, items);
-    // Parts were split off the end, so the last helper holds the next items.
-    for helper in helpers.into_iter().rev() {
-        match helper.await {
-            Ok(part) => responses.extend(part),
-            Err(error) => {
-                tracing::error!(%error, "a batch part failed; its items are answered with errors");
+    parts.push(items);
+    parts.reverse();
+    // Without entities to parse, the first part is decided here meanwhile.
+    let here = (!heavy && !parts.is_empty()).then(|| parts.remove(0));
+    let pooled: Vec<_> = parts
+        .into_iter()
+        .map(|part| {
+            let len = part.len();
+            let (state, snapshot, meta) = (state.clone(), snapshot.clone(), meta.clone());
+            let cpu = state.cpu.clone();
+            let job = move || decide_items(&state, &snapshot, &meta, part);
+            (len, tokio::spawn(async move { cpu.run(job).await }))
+        })
+        .collect();
+    let mut responses = match here {
+        Some(part) => decide_items(state, snapshot, meta, part),
+        None => Vec::new(),
+    };
+    for (len, part) in pooled {
+        match part.await {
+            Ok(Ok(decided)) => responses.extend(decided),
+            failed => {
+                tracing::error!(
+                    ?failed,
+                    "a batch part failed; its items are answered with errors"
+                );
                 let refused = || BatchItem::Refused {
                     error: ApiError::Internal.body(),
                 };
-                responses.extend(std::iter::repeat_with(refused).take(share));
+                responses.extend(std::iter::repeat_with(refused).take(len));
             }
         }
     }
@@ -164,6 +212,19 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     };
+    let entities = snapshot.entities.len();
+    if entities < state.min_entities {
+        let reason = format!(
+            "{entities} entities loaded, fewer than min_entities = {}; the entity source may have lost its data",
+            state.min_entities
+        );
+        tracing::warn!(%reason, "not ready");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": reason, "reasons": [reason], "entities": entities, "min_entities": state.min_entities, "sync": sync })),
+        )
+            .into_response();
+    }
     let mut body = json!({
         "status": "ready",
         "policy_version": snapshot.pack.version,
@@ -256,7 +317,12 @@ fn decide_one(
 ) -> Result<AuthorizeResponse, ApiError> {
     let started = Instant::now();
     let request = request.into_decision_request(&snapshot.pack.type_names)?;
-    let decision = decide(&snapshot.pack, &snapshot.entities, &request)?;
+    let decision = decide(
+        &snapshot.pack,
+        &snapshot.entities,
+        &request,
+        &state.request_entities,
+    )?;
     let elapsed = started.elapsed();
     let allowed = decision.verdict == Verdict::Allow;
     state.metrics.record_decision(allowed, endpoint, elapsed);
@@ -313,6 +379,11 @@ fn record(
         policy_version: snapshot.pack.version.clone(),
         entity_revision: snapshot.entities.revision(),
         latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        request_entities: request
+            .entities
+            .iter()
+            .map(RequestEntityRecord::of)
+            .collect(),
     }
 }
 

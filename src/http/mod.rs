@@ -3,12 +3,15 @@
 //! type the API exposes and the one table that maps errors to responses.
 
 mod admin;
+mod callers;
+mod cpu_pool;
 mod entities_admin;
 mod error;
 mod handlers;
 mod json;
 mod middleware;
 mod status;
+mod tokens;
 mod wire;
 
 use std::sync::Arc;
@@ -21,11 +24,16 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub use admin::AdminToken;
+pub use cpu_pool::CpuPool;
 pub use error::ApiError;
 pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
 pub use middleware::REQUEST_ID_HEADER;
+pub use tokens::{
+    presented_bearer, warn_if_short, CallerTokens, TokenFileError, TokenSet, MIN_TOKEN_BYTES,
+};
 pub use wire::{AuthorizeRequest, AuthorizeResponse, WireUid};
 
+use crate::engine::RequestEntityPolicy;
 use crate::freshness::{Freshness, FreshnessPolicy};
 use crate::reload::Reloader;
 use crate::state::SharedState;
@@ -86,6 +94,14 @@ pub struct AppState {
     /// Writes for the entity admin API; `Some` only when entities come from
     /// Redis (the routes exist only then).
     pub entity_writer: Option<Arc<RedisWriter>>,
+    /// What entities a request may carry (the trust boundary).
+    pub request_entities: Arc<RequestEntityPolicy>,
+    /// With a set, the decision API takes only callers presenting a token.
+    pub callers: Option<Arc<CallerTokens>>,
+    /// Readiness fails while fewer entities are loaded (an emptied source).
+    pub min_entities: usize,
+    /// Where request-entity parsing and batch parts run.
+    pub cpu: Arc<CpuPool>,
 }
 
 impl AppState {
@@ -104,6 +120,10 @@ impl AppState {
             started_at: SystemTime::now(),
             freshness: Arc::new(Freshness::untracked(FreshnessPolicy::default(), revision)),
             entity_writer: None,
+            request_entities: Arc::new(RequestEntityPolicy::default()),
+            callers: None,
+            min_entities: 0,
+            cpu: Arc::new(CpuPool::for_this_machine()),
         }
     }
 }
@@ -150,14 +170,23 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
                 entities_admin::require_admin,
             ));
     }
-    let api = routes
+    // The decision API, behind caller tokens when the operator set some.
+    let mut decisions = Router::new()
         .route("/v1/is_authorized", post(handlers::is_authorized))
         .route(
             "/v1/is_authorized/batch",
             post(handlers::is_authorized_batch),
         )
         .route("/v1/policies", get(handlers::policies))
-        .route("/v1/status", get(status::status))
+        .route("/v1/status", get(status::status));
+    if state.callers.is_some() {
+        decisions = decisions.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            callers::require_caller,
+        ));
+    }
+    let api = routes
+        .merge(decisions)
         .route("/v1/admin/reload", post(admin::reload))
         .route("/metrics", get(status::metrics))
         .route("/healthz", get(handlers::healthz))

@@ -31,7 +31,17 @@ pub async fn status(State(state): State<AppState>) -> Response {
             "source": &*state.entity_source,
             "count": s.entities.len(),
             "revision": s.entities.revision(),
+            "min_entities": state.min_entities,
+            "below_minimum": s.entities.len() < state.min_entities,
         })),
+        "caller_trust": {
+            "request_entities": {
+                "mode": state.request_entities.mode.as_str(),
+                "types": state.request_entities.types.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "max": state.request_entities.max,
+            },
+            "caller_tokens": state.callers.is_some(),
+        },
         "sync": state.freshness.report(),
         "decision_log": {
             "sink": state.decision_log.config().sink,
@@ -50,12 +60,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             entities: s.entities.len(),
             revision: s.entities.revision(),
             policies: s.pack.files.policy_count(),
+            min_entities: state.min_entities,
         },
         None => SnapshotGauges {
             policy_version: "none",
             entities: 0,
             revision: 0,
             policies: 0,
+            min_entities: state.min_entities,
         },
     };
     let text = state.metrics.render(&gauges);

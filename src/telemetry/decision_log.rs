@@ -130,6 +130,36 @@ pub struct DecisionRecord {
     pub entity_revision: u64,
     /// Time to decide, in microseconds.
     pub latency_us: u64,
+    /// Entities the request carried (only with `request_entities` not
+    /// `off`): what, besides stored data, this decision was made on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_entities: Vec<RequestEntityRecord>,
+}
+
+/// One entity sent with a request, as the audit trail keeps it: its uid,
+/// and a digest of its JSON that shows whether two decisions saw the same
+/// entity without logging attribute values.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RequestEntityRecord {
+    /// `Type::"id"`.
+    pub uid: String,
+    /// SHA-256 of the entity's JSON (keys sorted, no blanks), hex.
+    pub sha256: String,
+}
+
+impl RequestEntityRecord {
+    /// The record of one request entity as sent.
+    pub fn of(entity: &serde_json::Value) -> Self {
+        use sha2::{Digest, Sha256};
+        let uid = entity
+            .get("uid")
+            .map_or_else(|| "(no uid)".to_string(), crate::entities::uid_display);
+        let json = serde_json::to_vec(entity).unwrap_or_default();
+        Self {
+            uid,
+            sha256: format!("{:x}", Sha256::digest(&json)),
+        }
+    }
 }
 
 /// The decision logger shared by all requests.

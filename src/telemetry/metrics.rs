@@ -64,6 +64,8 @@ pub struct SnapshotGauges<'a> {
     pub revision: u64,
     /// Loaded policies.
     pub policies: usize,
+    /// Readiness fails below this many entities (`min_entities`).
+    pub min_entities: usize,
 }
 
 impl Metrics {
@@ -236,6 +238,13 @@ impl Metrics {
             "gauge",
             "Stored entities.",
             gauges.entities,
+        );
+        single(
+            &mut out,
+            "cedar_entities_minimum",
+            "gauge",
+            "Readiness fails while cedar_entities is below this (min_entities; 0 = no bound).",
+            gauges.min_entities,
         );
         single(
             &mut out,

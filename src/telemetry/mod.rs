@@ -3,9 +3,11 @@
 
 mod decision_log;
 mod metrics;
+mod rate_limit;
 
 pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
-    DecisionRecord,
+    DecisionRecord, RequestEntityRecord,
 };
 pub use metrics::{Endpoint, Metrics, SnapshotGauges};
+pub use rate_limit::RateLimit;

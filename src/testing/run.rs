@@ -101,7 +101,12 @@ pub fn run_suite(pack: &PolicyPack, files: &[TestFile]) -> RunReport {
             cases.push(result);
             continue;
         };
-        match decide(pack, &case.entities, &case.request) {
+        match decide(
+            pack,
+            &case.entities,
+            &case.request,
+            &crate::engine::RequestEntityPolicy::default(),
+        ) {
             Ok(decision) => {
                 determined.extend(decision.reasons.iter().cloned());
                 result.failures = expect.mismatches(&decision);

@@ -1,7 +1,9 @@
 //! Data-driven engine tests: every folder under `tests/fixtures/engine/`
 //! holds a pack, entities and `requests.json` with expected decisions.
 
-use cedar_sidecar::engine::{decide, DecisionRequest, Verdict};
+use cedar_sidecar::engine::{
+    decide, DecisionRequest, RequestEntityMode, RequestEntityPolicy, Verdict,
+};
 use cedar_sidecar::http::WireUid;
 use serde::Deserialize;
 
@@ -21,6 +23,15 @@ struct Case {
     reason: Vec<String>,
     #[serde(default)]
     errors: usize,
+}
+
+/// The fixtures' request entities stand in for stored data, as a caller the
+/// operator trusts with `override` would send them.
+fn trusted() -> RequestEntityPolicy {
+    RequestEntityPolicy {
+        mode: RequestEntityMode::Override,
+        ..RequestEntityPolicy::default()
+    }
 }
 
 #[test]
@@ -48,7 +59,7 @@ fn engine_fixtures_decide_as_expected() {
                 context: case.context,
                 entities: case.entities,
             };
-            let decision = decide(&snapshot.pack, &snapshot.entities, &request)
+            let decision = decide(&snapshot.pack, &snapshot.entities, &request, &trusted())
                 .unwrap_or_else(|e| panic!("{}: {}: rejected: {e}", dir.display(), case.name));
             let verdict = match decision.verdict {
                 Verdict::Allow => "Allow",
@@ -118,7 +129,7 @@ fn schema_violations_are_request_errors_not_denies() {
         ),
     ];
     for (request, expected) in cases {
-        let error = decide(&snapshot.pack, &snapshot.entities, &request)
+        let error = decide(&snapshot.pack, &snapshot.entities, &request, &trusted())
             .expect_err("must be rejected")
             .to_string();
         assert!(
@@ -139,7 +150,7 @@ fn action_groups_from_the_schema_apply() {
         context: None,
         entities: Vec::new(),
     };
-    let decision = decide(&snapshot.pack, &snapshot.entities, &request).unwrap();
+    let decision = decide(&snapshot.pack, &snapshot.entities, &request, &trusted()).unwrap();
     assert_eq!(decision.verdict, Verdict::Allow, "{decision:?}");
 }
 

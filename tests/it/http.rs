@@ -127,7 +127,7 @@ async fn error_table() {
         ("POST", "/v1/is_authorized", r#"{"principal":"User::\"ana\"","action":"Action::\"Fly\"","resource":"Platform::\"thunk\""}"#.into(), StatusCode::BAD_REQUEST, "request_schema_violation"),
         ("POST", "/v1/is_authorized", r#"{"principal":"User::\"ana\"","action":"Action::\"ListOrgs\"","resource":"Org::\"acme\""}"#.into(), StatusCode::BAD_REQUEST, "request_schema_violation"),
         ("POST", "/v1/is_authorized", r#"{"principal":"User::\"ana\"","action":"Action::\"ListOrgs\"","resource":"Platform::\"thunk\"","context":[1]}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("POST", "/v1/is_authorized", r#"{"principal":"User::\"ana\"","action":"Action::\"ListOrgs\"","resource":"Platform::\"thunk\"","entities":[{"uid":{"type":"User","id":"x"},"attrs":{"name":7},"parents":[]}]}"#.into(), StatusCode::BAD_REQUEST, "invalid_entity"),
+        ("POST", "/v1/is_authorized", r#"{"principal":"User::\"ana\"","action":"Action::\"ListOrgs\"","resource":"Platform::\"thunk\"","entities":[{"uid":{"type":"User","id":"x"},"attrs":{"name":7},"parents":[]}]}"#.into(), StatusCode::BAD_REQUEST, "request_entities_disabled"),
         ("POST", "/v1/is_authorized", format!("{{\"pad\":\"{}\"}}", "x".repeat(5000)), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         ("GET", "/v1/nothing-here", String::new(), StatusCode::NOT_FOUND, "not_found"),
         ("GET", "/v1/is_authorized", String::new(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

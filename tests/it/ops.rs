@@ -908,6 +908,7 @@ async fn overload_and_timeouts_answer_503_with_json() {
         entities: 0,
         revision: 0,
         policies: 0,
+        min_entities: 0,
     });
     assert!(
         text.contains(r#"cedar_http_requests_total{route="unmatched",status="503"} 2"#),

@@ -255,7 +255,13 @@ fn check_world(policies: &str, seed: u64) -> usize {
                 context: Some(context),
                 entities: Vec::new(),
             };
-            let ours = decide(&snapshot.pack, &snapshot.entities, &request).unwrap();
+            let ours = decide(
+                &snapshot.pack,
+                &snapshot.entities,
+                &request,
+                &cedar_sidecar::engine::RequestEntityPolicy::default(),
+            )
+            .unwrap();
             let expected = reference(pack, &all, &request);
             assert_eq!(
                 (ours.verdict, ours.reasons.clone()),

@@ -44,6 +44,7 @@ async fn writes_reach_decisions_and_a_delete_revokes() {
             entities: 0,
             revision: 0,
             policies: 0,
+            min_entities: 0,
         });
     let lag: f64 = text
         .lines()
