@@ -16,6 +16,14 @@ use crate::entities::{
     AttributeReads, EntityShapes, SliceLimits, StoredEntity, TypeSet, UidMap, UidSet,
 };
 
+/// Every forbid policy of `set`, static or linked to a template.
+fn forbid_ids(set: &PolicySet) -> HashSet<PolicyId> {
+    set.policies()
+        .filter(|policy| policy.effect() == Effect::Forbid)
+        .map(|policy| policy.id().clone())
+        .collect()
+}
+
 /// The highest dereference level we try before following every reference.
 const MAX_SLICE_DEPTH: u32 = 8;
 
@@ -177,12 +185,9 @@ impl PolicyPack {
             .collect();
         let request_shapes = RequestShapes::new(&schema, actions.keys());
         let entity_shapes = EntityShapes::new(&schema);
-        let forbids = files
-            .info
-            .iter()
-            .filter(|info| info.effect == Effect::Forbid && !info.is_template)
-            .map(|info| PolicyId::new(&info.id))
-            .collect();
+        // From the policy set itself, by effect: a template-linked forbid
+        // (not a file entry) must fail closed like a static one.
+        let forbids = forbid_ids(&files.set);
         let version = content_hash(files.sources.iter().map(|(n, t)| (n.as_str(), &**t)));
         Ok(Self {
             version,
@@ -256,5 +261,31 @@ mod tests {
             "Thunk",
         ];
         assert_eq!(parentless, expected);
+    }
+
+    #[test]
+    fn a_forbid_linked_to_a_template_is_a_forbid() {
+        use cedar_policy::{Policy, SlotId, Template};
+        use std::str::FromStr;
+        let mut set = PolicySet::new();
+        let template = Template::parse(
+            Some(PolicyId::new("deny-one")),
+            "forbid (principal == ?principal, action, resource);",
+        )
+        .unwrap();
+        set.add_template(template).unwrap();
+        let permit =
+            Policy::parse(Some(PolicyId::new("all")), "permit (principal, action, resource);")
+                .unwrap();
+        set.add(permit).unwrap();
+        let pete = EntityUid::from_str(r#"User::"pete""#).unwrap();
+        set.link(
+            PolicyId::new("deny-one"),
+            PolicyId::new("deny-pete"),
+            [(SlotId::principal(), pete)].into_iter().collect(),
+        )
+        .unwrap();
+        let forbids = forbid_ids(&set);
+        assert_eq!(forbids, [PolicyId::new("deny-pete")].into_iter().collect());
     }
 }
