@@ -610,7 +610,8 @@ mod millis {
     }
 }
 
-/// Where the entity dataset lives in Redis (shared by `serve` and `entities`).
+/// Where the entity dataset lives in Redis (shared by `serve` and `entities`;
+/// global, so they go before or after an `entities` subcommand).
 #[derive(Debug, Clone, Args)]
 pub struct RedisArgs {
     /// Redis URL: `redis://[user:password@]host:port[/db]`, `rediss://` (TLS)
@@ -618,40 +619,42 @@ pub struct RedisArgs {
     /// `--redis-cluster` (seed nodes) or `--redis-sentinel-master` (Sentinels).
     /// Without it, `serve` reads entities from the file.
     #[arg(
+        global = true,
         long = "redis-url",
         env = "CEDAR_SIDECAR_REDIS_URL",
         value_delimiter = ','
     )]
     pub redis_url: Vec<String>,
     /// The URLs are Redis Cluster seed nodes.
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_CLUSTER")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_CLUSTER")]
     pub redis_cluster: bool,
     /// The URLs are Sentinels; use the master with this name.
     #[arg(
         long,
+        global = true,
         env = "CEDAR_SIDECAR_REDIS_SENTINEL_MASTER",
         conflicts_with = "redis_cluster"
     )]
     pub redis_sentinel_master: Option<String>,
     /// PEM file of CA certificates to trust for `rediss://` URLs instead of
     /// the system's roots (a Redis behind a private CA).
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_CA")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_TLS_CA")]
     pub redis_tls_ca: Option<PathBuf>,
     /// PEM client certificate for a Redis that requires one (mutual TLS);
     /// needs `--redis-tls-key`.
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_CERT")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_TLS_CERT")]
     pub redis_tls_cert: Option<PathBuf>,
     /// PEM private key of `--redis-tls-cert`.
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_TLS_KEY")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_TLS_KEY")]
     pub redis_tls_key: Option<PathBuf>,
     /// First part of every key [default: cedar].
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PREFIX")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
     /// The dataset's partition (its hash tag) [default: p0].
-    #[arg(long, env = "CEDAR_SIDECAR_REDIS_PARTITION")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_PARTITION")]
     pub redis_partition: Option<String>,
     /// Approximate length writers trim the change stream to [default: 100000].
-    #[arg(long, env = "CEDAR_SIDECAR_STREAM_MAXLEN")]
+    #[arg(long, global = true, env = "CEDAR_SIDECAR_STREAM_MAXLEN")]
     pub stream_maxlen: Option<u64>,
 }
 

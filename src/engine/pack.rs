@@ -274,9 +274,11 @@ mod tests {
         )
         .unwrap();
         set.add_template(template).unwrap();
-        let permit =
-            Policy::parse(Some(PolicyId::new("all")), "permit (principal, action, resource);")
-                .unwrap();
+        let permit = Policy::parse(
+            Some(PolicyId::new("all")),
+            "permit (principal, action, resource);",
+        )
+        .unwrap();
         set.add(permit).unwrap();
         let pete = EntityUid::from_str(r#"User::"pete""#).unwrap();
         set.link(

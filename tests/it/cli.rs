@@ -143,3 +143,42 @@ fn serve_refuses_to_start_on_an_invalid_pack() {
     assert!(stderr.contains("typo.cedar:4:3:"), "{stderr}");
     assert!(stderr.contains("refusing to start"), "{stderr}");
 }
+
+#[test]
+fn redis_flags_go_before_or_after_the_entities_subcommand() {
+    // A port nothing listens on: the flags parse, then the write fails
+    // with "Redis unavailable" (exit 2), never a usage error.
+    for args in [
+        vec![
+            "entities",
+            "import",
+            "demo/entities.json",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+        ],
+        vec![
+            "entities",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "import",
+            "demo/entities.json",
+        ],
+        vec![
+            "entities",
+            "delete",
+            "User::\"ana\"",
+            "--redis-url",
+            "redis://127.0.0.1:1",
+            "--redis-prefix",
+            "x",
+        ],
+    ] {
+        let output = sidecar().current_dir(repo()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("unexpected argument"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -470,19 +470,41 @@ fn readiness_fails_below_min_entities() {
 
 #[test]
 fn the_admin_token_is_trimmed_short_ones_warned_and_failures_logged_once_a_second() {
-    let mut sidecar = Sidecar::start(&[], &[("CEDAR_SIDECAR_ADMIN_TOKEN", "  short-admin-token\n")]);
+    let mut sidecar = Sidecar::start(
+        &[],
+        &[("CEDAR_SIDECAR_ADMIN_TOKEN", "  short-admin-token\n")],
+    );
     for _ in 0..20 {
-        let (status, _) = sidecar.send("POST", "/v1/admin/reload", "", &[("Authorization", "Bearer nope")]);
+        let (status, _) = sidecar.send(
+            "POST",
+            "/v1/admin/reload",
+            "",
+            &[("Authorization", "Bearer nope")],
+        );
         assert_eq!(status, 401);
     }
-    let (status, body) =
-        sidecar.send("POST", "/v1/admin/reload", "", &[("Authorization", "bearer short-admin-token")]);
-    assert_eq!((status, body["status"].as_str()), (200, Some("reloaded")), "{body}");
+    let (status, body) = sidecar.send(
+        "POST",
+        "/v1/admin/reload",
+        "",
+        &[("Authorization", "bearer short-admin-token")],
+    );
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("reloaded")),
+        "{body}"
+    );
     let stderr = sidecar.stderr();
-    assert!(stderr.contains("admin token shorter than 32 bytes"), "{stderr}");
+    assert!(
+        stderr.contains("admin token shorter than 32 bytes"),
+        "{stderr}"
+    );
     let failures = stderr
         .lines()
         .filter(|l| l.contains("admin endpoint called without a valid admin token"))
         .count();
-    assert!((1..20).contains(&failures), "{failures} lines for 20 failures:\n{stderr}");
+    assert!(
+        (1..20).contains(&failures),
+        "{failures} lines for 20 failures:\n{stderr}"
+    );
 }
