@@ -26,6 +26,7 @@ pub mod config;
 pub mod diagnostics;
 pub mod engine;
 pub mod entities;
+pub mod files;
 pub mod freshness;
 pub mod http;
 pub mod reload;

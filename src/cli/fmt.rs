@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use cedar_policy_formatter::{policies_str_to_pretty, Config};
 use clap::Args;
 
+use crate::files::{files_under, has_suffix, Depth};
+
 use crate::config::DEFAULT_POLICIES;
 
 /// Arguments of `fmt`.
@@ -37,12 +39,16 @@ pub fn run_fmt(args: &FmtCommand) -> i32 {
     };
     let mut files = Vec::new();
     for root in &roots {
-        if let Err(message) = collect(root, &mut files) {
-            eprintln!("error: {message}");
-            return EXIT_ERROR;
+        match files_under(root, Depth::Recursive, |p| has_suffix(p, "cedar")) {
+            Ok(found) => files.extend(found),
+            Err(error) => {
+                eprintln!("error: {error}");
+                return EXIT_ERROR;
+            }
         }
     }
     files.sort();
+    files.dedup();
     let mut code = EXIT_OK;
     let mut unformatted = 0;
     for file in &files {
@@ -98,22 +104,4 @@ fn emit(text: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    if path.is_file() {
-        out.push(path.to_path_buf());
-        return Ok(());
-    }
-    let entries =
-        std::fs::read_dir(path).map_err(|e| format!("cannot list `{}`: {e}", path.display()))?;
-    for entry in entries.flatten() {
-        let child = entry.path();
-        if child.is_dir() {
-            collect(&child, out)?;
-        } else if child.extension().is_some_and(|e| e == "cedar") {
-            out.push(child);
-        }
-    }
-    Ok(())
 }

@@ -5,12 +5,13 @@
 //! and test expectations, so they must not depend on load order.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validator};
 
 use crate::diagnostics::{Problem, Problems};
+use crate::files::{files_under, has_suffix, Depth};
 
 /// What we know about one loaded policy or template.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -61,12 +62,16 @@ impl PolicyFiles {
 /// reported in the same run.
 pub fn load_policy_dir(dir: &Path) -> (PolicyFiles, Problems) {
     let mut problems = Problems::default();
-    let mut files = Vec::new();
-    if let Err(problem) = collect_cedar_files(dir, &mut files) {
-        problems.push(problem);
-        return (PolicyFiles::default(), problems);
-    }
-    files.sort();
+    let files = match files_under(dir, Depth::Recursive, |p| has_suffix(p, "cedar")) {
+        Ok(files) => files,
+        Err(error) => {
+            problems.push(Problem::message(
+                dir.display().to_string(),
+                format!("cannot list policy folder: {error}"),
+            ));
+            return (PolicyFiles::default(), problems);
+        }
+    };
     let mut texts = Vec::new();
     for file in files {
         let relative = relative_name(dir, &file);
@@ -221,27 +226,6 @@ fn parser_index(id: &PolicyId) -> usize {
         .strip_prefix("policy")
         .and_then(|n| n.parse().ok())
         .unwrap_or(usize::MAX)
-}
-
-fn collect_cedar_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
-    let shown = dir.display().to_string();
-    let entries = std::fs::read_dir(dir)
-        .map_err(|error| Problem::message(&shown, format!("cannot list policy folder: {error}")))?;
-    for entry in entries.flatten() {
-        // Hidden entries are skipped: editors' temp files, and the `..data`
-        // folders a Kubernetes ConfigMap mount keeps beside its symlinks
-        // (reading those would load every policy twice).
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        if path.is_dir() {
-            collect_cedar_files(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "cedar") {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn relative_name(dir: &Path, file: &Path) -> String {

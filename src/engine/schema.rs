@@ -9,6 +9,7 @@ use std::sync::Arc;
 use cedar_policy::{Schema, SchemaFragment};
 
 use crate::diagnostics::{offset_of, Problem, Problems};
+use crate::files::{files_under, has_suffix, Depth};
 
 /// A schema with the text of the files it came from (for the pack version).
 pub type LoadedSchema = (Schema, Vec<(String, Arc<str>)>);
@@ -143,23 +144,10 @@ fn is_json_schema(path: &Path) -> bool {
 
 fn schema_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
     let shown = path.display().to_string();
-    let metadata = std::fs::metadata(path)
-        .map_err(|error| Problem::message(&shown, format!("cannot read schema: {error}")))?;
-    if metadata.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    let entries = std::fs::read_dir(path)
-        .map_err(|error| Problem::message(&shown, format!("cannot list schema folder: {error}")))?;
-    for entry in entries.flatten() {
-        let file = entry.path();
-        let name = file.to_string_lossy();
-        if file.is_file() && (name.ends_with(".cedarschema") || name.ends_with(".cedarschema.json"))
-        {
-            files.push(file);
-        }
-    }
-    files.sort();
+    let files = files_under(path, Depth::Top, |file| {
+        has_suffix(file, "cedarschema") || has_suffix(file, "cedarschema.json")
+    })
+    .map_err(|error| Problem::message(&shown, format!("cannot read schema: {error}")))?;
     if files.is_empty() {
         return Err(Problem::message(
             shown,

@@ -12,6 +12,7 @@ use cedar_policy::Schema;
 
 use super::case::TestCase;
 use crate::diagnostics::{Problem, Problems};
+use crate::files::{files_under, Depth};
 
 /// One test file and its cases.
 #[derive(Debug)]
@@ -28,8 +29,12 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Problems> {
     let mut problems = Problems::default();
     for path in paths {
         if path.is_dir() {
-            if let Err(problem) = walk(path, &mut out) {
-                problems.push(problem);
+            match files_under(path, Depth::Recursive, is_test_file) {
+                Ok(found) => out.extend(found),
+                Err(error) => problems.push(Problem::message(
+                    path.display().to_string(),
+                    format!("cannot list test folder: {error}"),
+                )),
             }
         } else if path.is_file() {
             out.push(path.clone());
@@ -77,22 +82,4 @@ fn is_test_file(path: &Path) -> bool {
         || name.ends_with(".yml")
         || name.ends_with("tests.json")
         || name.ends_with("test.json")
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Problem> {
-    let entries = std::fs::read_dir(dir).map_err(|error| {
-        Problem::message(
-            dir.display().to_string(),
-            format!("cannot list test folder: {error}"),
-        )
-    })?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_test_file(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
 }

@@ -125,7 +125,7 @@ struct Step {
 /// A command is complete when its single quotes balance and it does not
 /// end with a backslash.
 fn complete(command: &str) -> bool {
-    command.matches('\'').count() % 2 == 0 && !command.trim_end().ends_with('\\')
+    command.matches('\'').count().is_multiple_of(2) && !command.trim_end().ends_with('\\')
 }
 
 fn steps(block: &Block) -> Vec<Step> {
@@ -309,8 +309,8 @@ impl Scratch {
             .unwrap();
         self.background.push(child);
         assert!(
-            wait_for(address),
-            "{origin}: `{command}` did not start serving on {address}"
+            ready(address),
+            "{origin}: `{command}` did not get ready on {address}"
         );
     }
 
