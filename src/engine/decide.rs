@@ -81,6 +81,7 @@ pub fn decide(
     // A request whose every part was checked against the action's shape
     // needs no second check by Cedar (see `request_shape`).
     let conforms = context_conforms
+        && super::fast_paths()
         && pack.request_shapes.scope_conforms(
             &request.action,
             request.principal.type_name(),
@@ -143,7 +144,7 @@ fn request_context(
         let conforms = pack.request_shapes.takes_empty_context(&request.action);
         return Ok((Context::empty(), none, conforms));
     }
-    if let Some(built) = fields.and_then(|fields| {
+    if let Some(built) = fields.filter(|_| super::fast_paths()).and_then(|fields| {
         pack.request_shapes
             .build(&request.action, fields, &pack.type_names)
     }) {

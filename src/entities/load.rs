@@ -50,8 +50,10 @@ pub fn parse_entity_str(
     schema: &Schema,
     shapes: &EntityShapes,
 ) -> Result<StoredEntity, EntityLoadError> {
-    if let Some(entity) = parse_conforming(text, shapes) {
-        return Ok(entity);
+    if crate::engine::fast_paths() {
+        if let Some(entity) = parse_conforming(text, shapes) {
+            return Ok(entity);
+        }
     }
     match Entity::from_json_str(text, Some(schema)) {
         Ok(entity) => store_form(entity),

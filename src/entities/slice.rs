@@ -180,10 +180,15 @@ impl<'a> Slicer<'a> {
         // Every entity carries all the ancestors a policy can ask about (see
         // the module doc), so Cedar is told not to compute a closure: that
         // was a third of a decision's cost, for nothing.
+        let closure = if crate::engine::fast_paths() {
+            TCComputation::AssumeAlreadyComputed
+        } else {
+            TCComputation::ComputeNow
+        };
         let entities = cedar_policy_core::entities::Entities::from_entities(
             entities,
             None::<&NoEntitiesSchema>,
-            TCComputation::AssumeAlreadyComputed,
+            closure,
             Extensions::all_available(),
         )
         .map_err(|e| SliceError::Cedar(one_line(&e)))?;
