@@ -158,7 +158,7 @@ async fn serve(
     } else {
         None
     };
-    spawn_sighup_reloader(reloader.clone());
+    spawn_sighup_reloader(reloader.clone(), decision_log.clone());
     let state = AppState {
         shared,
         limits: config.limits,
@@ -243,7 +243,7 @@ fn start_replica(
     Ok((shared, freshness, writer, source))
 }
 
-fn spawn_sighup_reloader(reloader: Arc<Reloader>) {
+fn spawn_sighup_reloader(reloader: Arc<Reloader>, decision_log: Arc<DecisionLog>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hangups) =
@@ -254,12 +254,13 @@ fn spawn_sighup_reloader(reloader: Arc<Reloader>) {
         };
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading policies, schema and entities");
+            decision_log.reopen();
             let reloader = reloader.clone();
             let _ = tokio::task::spawn_blocking(move || reloader.reload_all()).await;
         }
     });
     #[cfg(not(unix))]
-    let _ = reloader;
+    let _ = (reloader, decision_log);
 }
 
 async fn shutdown_signal() {
