@@ -218,7 +218,11 @@ async fn serve(
     } else {
         None
     };
-    spawn_sighup_reloader(reloader.clone(), guards.callers.clone());
+    spawn_sighup_reloader(
+        reloader.clone(),
+        decision_log.clone(),
+        guards.callers.clone(),
+    );
     let state = AppState {
         shared,
         limits: config.limits,
@@ -307,7 +311,11 @@ fn start_replica(
     Ok((shared, freshness, writer, source))
 }
 
-fn spawn_sighup_reloader(reloader: Arc<Reloader>, callers: Option<Arc<CallerTokens>>) {
+fn spawn_sighup_reloader(
+    reloader: Arc<Reloader>,
+    decision_log: Arc<DecisionLog>,
+    callers: Option<Arc<CallerTokens>>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hangups) =
@@ -318,6 +326,7 @@ fn spawn_sighup_reloader(reloader: Arc<Reloader>, callers: Option<Arc<CallerToke
         };
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading policies, schema and entities");
+            decision_log.reopen();
             if let Some(callers) = &callers {
                 match callers.reload() {
                     Ok(count) => tracing::info!(tokens = count, "caller tokens reloaded"),
@@ -331,7 +340,7 @@ fn spawn_sighup_reloader(reloader: Arc<Reloader>, callers: Option<Arc<CallerToke
         }
     });
     #[cfg(not(unix))]
-    let _ = (reloader, callers);
+    let _ = (reloader, decision_log, callers);
 }
 
 async fn shutdown_signal() {

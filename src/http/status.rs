@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::AppState;
 use crate::reload::rfc3339;
-use crate::telemetry::SnapshotGauges;
+use crate::telemetry::{DecisionLogLoss, SnapshotGauges};
 
 /// `GET /v1/status`
 pub async fn status(State(state): State<AppState>) -> Response {
@@ -45,7 +45,15 @@ pub async fn status(State(state): State<AppState>) -> Response {
         "sync": state.freshness.report(),
         "decision_log": {
             "sink": state.decision_log.config().sink,
+            "written": state.metrics.decision_log_written(),
             "dropped": state.metrics.decision_log_drops(),
+            "dropped_by_cause": DecisionLogLoss::ALL
+                .iter()
+                .map(|cause| (cause.label(), state.metrics.decision_log_lost(*cause)))
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            "pending": state.decision_log.pending(),
+            "reopens": state.metrics.decision_log_reopens(),
+            "rotation_failures": state.metrics.decision_log_rotation_failures(),
         },
     });
     Json(body).into_response()

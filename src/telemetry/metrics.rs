@@ -34,6 +34,34 @@ impl Endpoint {
     }
 }
 
+/// Why a decision-log record was lost: the `cause` label of
+/// `cedar_decision_log_dropped_total`. Every record the filter and sampling
+/// wanted logged is either written or counted under exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecisionLogLoss {
+    /// The writer's buffer was full when the decision was made.
+    BufferFull,
+    /// The write (or the flush) that should have carried it failed.
+    WriteError,
+    /// Still queued, or submitted, when the log was shut down, or abandoned
+    /// when the writer did not finish within the shutdown bound.
+    Shutdown,
+}
+
+impl DecisionLogLoss {
+    /// Every cause, in the order they are rendered.
+    pub const ALL: [Self; 3] = [Self::BufferFull, Self::WriteError, Self::Shutdown];
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::BufferFull => "buffer_full",
+            Self::WriteError => "write_error",
+            Self::Shutdown => "shutdown",
+        }
+    }
+}
+
 /// Every metric the sidecar exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -47,7 +75,14 @@ pub struct Metrics {
     http_requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
-    decision_log_dropped: AtomicU64,
+    /// Decision-log records that reached their sink.
+    decision_log_written: AtomicU64,
+    /// Decision-log records lost, by [`DecisionLogLoss`] (its discriminant is the index).
+    decision_log_lost: [AtomicU64; DecisionLogLoss::ALL.len()],
+    /// Times the decision-log file was opened again (SIGHUP, or it was moved or removed).
+    decision_log_reopens: AtomicU64,
+    /// Size rotations of the decision-log file that failed (the file kept growing).
+    decision_log_rotation_failures: AtomicU64,
     sync_reconnects: AtomicU64,
     sync_reloads: AtomicU64,
     /// Unix time (ms) at which the last applied entity write was made; 0 = none.
@@ -108,14 +143,54 @@ impl Metrics {
         }
     }
 
-    /// Counts decision-log records dropped because the writer fell behind.
-    pub fn record_decision_log_drop(&self) {
-        self.decision_log_dropped.fetch_add(1, Ordering::Relaxed);
+    /// Counts decision-log records that reached their sink.
+    pub fn record_decision_log_written(&self, records: u64) {
+        self.decision_log_written
+            .fetch_add(records, Ordering::Relaxed);
     }
 
-    /// Decision-log records dropped so far.
+    /// Counts decision-log records lost, with their cause.
+    pub fn record_decision_log_lost(&self, cause: DecisionLogLoss, records: u64) {
+        self.decision_log_lost[cause as usize].fetch_add(records, Ordering::Relaxed);
+    }
+
+    /// Counts a reopening of the decision-log file.
+    pub fn record_decision_log_reopen(&self) {
+        self.decision_log_reopens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a failed size rotation of the decision-log file.
+    pub fn record_decision_log_rotation_failure(&self) {
+        self.decision_log_rotation_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Decision-log records written so far.
+    pub fn decision_log_written(&self) -> u64 {
+        self.decision_log_written.load(Ordering::Relaxed)
+    }
+
+    /// Decision-log records lost so far for one cause.
+    pub fn decision_log_lost(&self, cause: DecisionLogLoss) -> u64 {
+        self.decision_log_lost[cause as usize].load(Ordering::Relaxed)
+    }
+
+    /// Decision-log records lost so far, all causes together.
     pub fn decision_log_drops(&self) -> u64 {
-        self.decision_log_dropped.load(Ordering::Relaxed)
+        DecisionLogLoss::ALL
+            .iter()
+            .map(|cause| self.decision_log_lost(*cause))
+            .sum()
+    }
+
+    /// Reopenings of the decision-log file so far.
+    pub fn decision_log_reopens(&self) -> u64 {
+        self.decision_log_reopens.load(Ordering::Relaxed)
+    }
+
+    /// Failed size rotations of the decision-log file so far.
+    pub fn decision_log_rotation_failures(&self) -> u64 {
+        self.decision_log_rotation_failures.load(Ordering::Relaxed)
     }
 
     /// Counts a reconnect of an entity sync source.
@@ -285,10 +360,38 @@ impl Metrics {
         );
         single(
             &mut out,
+            "cedar_decision_log_records_total",
+            "counter",
+            "Decision-log records written to the sink.",
+            self.decision_log_written(),
+        );
+        header(
+            &mut out,
             "cedar_decision_log_dropped_total",
             "counter",
-            "Decision-log records dropped because the writer fell behind.",
-            self.decision_log_dropped.load(Ordering::Relaxed),
+            "Decision-log records lost, by cause (buffer_full, write_error, shutdown).",
+        );
+        for cause in DecisionLogLoss::ALL {
+            let _ = writeln!(
+                out,
+                "cedar_decision_log_dropped_total{{cause=\"{}\"}} {}",
+                cause.label(),
+                self.decision_log_lost(cause)
+            );
+        }
+        single(
+            &mut out,
+            "cedar_decision_log_reopens_total",
+            "counter",
+            "Decision-log file reopened (SIGHUP, or the file was moved or removed).",
+            self.decision_log_reopens(),
+        );
+        single(
+            &mut out,
+            "cedar_decision_log_rotation_failures_total",
+            "counter",
+            "Size rotations of the decision-log file that failed; the file keeps growing.",
+            self.decision_log_rotation_failures(),
         );
         out
     }

@@ -9,5 +9,5 @@ pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
     DecisionRecord, RequestEntityRecord,
 };
-pub use metrics::{Endpoint, Metrics, SnapshotGauges};
+pub use metrics::{DecisionLogLoss, Endpoint, Metrics, SnapshotGauges};
 pub use rate_limit::RateLimit;

@@ -4,6 +4,7 @@
 mod bench_http;
 mod cli;
 mod conform_equivalence;
+mod decision_log;
 mod docs;
 mod engine;
 mod fuzz;
