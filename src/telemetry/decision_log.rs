@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{
     sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
 };
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -210,7 +210,10 @@ pub struct DecisionLog {
     config: DecisionLogConfig,
     /// Taken at shutdown. A std mutex: held for one `try_send`, never across
     /// an await.
-    sender: Mutex<Option<SyncSender<DecisionRecord>>>,
+    /// Read-locked by every submit (shared: submits never wait for each
+    /// other), write-locked once by shutdown, so that once shutdown holds
+    /// it the number of accepted records is final.
+    sender: RwLock<Option<SyncSender<DecisionRecord>>>,
     /// The writer thread; put back when a shutdown gave up waiting, so a
     /// later call can wait again.
     writer: Mutex<Option<WriterThread>>,
@@ -281,7 +284,7 @@ impl DecisionLog {
 
     /// Hands a record to the writer without waiting; counts it if dropped.
     pub fn submit(&self, record: DecisionRecord) {
-        let sender = lock(&self.sender);
+        let sender = self.sender.read().unwrap_or_else(|p| p.into_inner());
         let Some(sender) = sender.as_ref() else {
             if self.enabled {
                 self.metrics
@@ -344,7 +347,12 @@ impl DecisionLog {
     /// and stays counted so even if the stuck write completes later. Records
     /// submitted after this are counted as `shutdown` too.
     pub fn shutdown_within(&self, bound: Duration) -> bool {
-        drop(lock(&self.sender).take());
+        drop(
+            self.sender
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let mut writer = lock(&self.writer);
         let Some(thread) = writer.take() else {
             return true;
@@ -392,7 +400,7 @@ impl DecisionLog {
             })?;
         Ok(Self {
             config,
-            sender: Mutex::new(Some(tx)),
+            sender: RwLock::new(Some(tx)),
             writer: Mutex::new(Some(WriterThread { handle, done })),
             enabled: true,
             allows_seen: AtomicU64::new(0),
@@ -405,7 +413,7 @@ impl DecisionLog {
     fn without_writer(config: DecisionLogConfig, metrics: Arc<Metrics>) -> Self {
         Self {
             config,
-            sender: Mutex::new(None),
+            sender: RwLock::new(None),
             writer: Mutex::new(None),
             enabled: false,
             allows_seen: AtomicU64::new(0),
