@@ -22,7 +22,7 @@ fi
 cargo test --locked --all-targets
 
 # The same decisions and entities with our shortcuts around Cedar's checks
-# turned off (src/engine/fast_paths.rs): the equivalence tests hold both ways.
+# turned off (src/shortcuts.rs): the equivalence tests hold both ways.
 CEDAR_SIDECAR_CEDAR_FAST_PATHS=off cargo test --locked --test it -- \
   slice_equivalence conform_equivalence engine:: http:: trust:: fuzz::
 

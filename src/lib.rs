@@ -30,6 +30,7 @@ pub mod files;
 pub mod freshness;
 pub mod http;
 pub mod reload;
+pub mod shortcuts;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

@@ -81,7 +81,7 @@ pub fn decide(
     // A request whose every part was checked against the action's shape
     // needs no second check by Cedar (see `request_shape`).
     let conforms = context_conforms
-        && super::fast_paths()
+        && crate::shortcuts::enabled()
         && pack.request_shapes.scope_conforms(
             &request.action,
             request.principal.type_name(),
@@ -144,10 +144,13 @@ fn request_context(
         let conforms = pack.request_shapes.takes_empty_context(&request.action);
         return Ok((Context::empty(), none, conforms));
     }
-    if let Some(built) = fields.filter(|_| super::fast_paths()).and_then(|fields| {
-        pack.request_shapes
-            .build(&request.action, fields, &pack.type_names)
-    }) {
+    if let Some(built) = fields
+        .filter(|_| crate::shortcuts::enabled())
+        .and_then(|fields| {
+            pack.request_shapes
+                .build(&request.action, fields, &pack.type_names)
+        })
+    {
         // Flat fields only: every named entity is outside a set.
         let entities = ContextEntities {
             refs: built.entities.clone(),

@@ -4,7 +4,6 @@
 
 mod action_index;
 mod decide;
-mod fast_paths;
 mod hierarchy;
 mod pack;
 mod policies;
@@ -15,7 +14,6 @@ mod schema;
 
 pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
-pub use fast_paths::{fast_paths, set_fast_paths, FAST_PATHS_VAR};
 pub use hierarchy::only_roots_tested_for_ancestry;
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;

@@ -50,7 +50,7 @@ pub fn parse_entity_str(
     schema: &Schema,
     shapes: &EntityShapes,
 ) -> Result<StoredEntity, EntityLoadError> {
-    if crate::engine::fast_paths() {
+    if crate::shortcuts::enabled() {
         if let Some(entity) = parse_conforming(text, shapes) {
             return Ok(entity);
         }

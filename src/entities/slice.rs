@@ -180,7 +180,7 @@ impl<'a> Slicer<'a> {
         // Every entity carries all the ancestors a policy can ask about (see
         // the module doc), so Cedar is told not to compute a closure: that
         // was a third of a decision's cost, for nothing.
-        let closure = if crate::engine::fast_paths() {
+        let closure = if crate::shortcuts::enabled() {
             TCComputation::AssumeAlreadyComputed
         } else {
             TCComputation::ComputeNow

@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// The environment variable that turns the shortcuts off for any command.
-pub const FAST_PATHS_VAR: &str = "CEDAR_SIDECAR_CEDAR_FAST_PATHS";
+pub const SHORTCUTS_VAR: &str = "CEDAR_SIDECAR_CEDAR_FAST_PATHS";
 
 const UNSET: u8 = 0;
 const ON: u8 = 1;
@@ -22,14 +22,14 @@ const OFF: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNSET);
 
-/// Whether the shortcuts are on: as set by [`set_fast_paths`], else by the
+/// Whether the shortcuts are on: as set by [`set_enabled`], else by the
 /// environment variable (`off`, `false` or `0` turn them off), else on.
-pub fn fast_paths() -> bool {
+pub fn enabled() -> bool {
     match STATE.load(Ordering::Relaxed) {
         ON => true,
         OFF => false,
         _ => {
-            let on = std::env::var(FAST_PATHS_VAR)
+            let on = std::env::var(SHORTCUTS_VAR)
                 .map_or(true, |value| !matches!(value.trim(), "off" | "false" | "0"));
             STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
             on
@@ -38,7 +38,7 @@ pub fn fast_paths() -> bool {
 }
 
 /// Sets the switch (from `serve`'s settings) before anything is decided.
-pub fn set_fast_paths(on: bool) {
+pub fn set_enabled(on: bool) {
     STATE.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
 
@@ -48,11 +48,11 @@ mod tests {
 
     #[test]
     fn the_switch_is_read_from_settings_over_the_environment() {
-        let before = fast_paths();
-        set_fast_paths(false);
-        assert!(!fast_paths());
-        set_fast_paths(true);
-        assert!(fast_paths());
-        set_fast_paths(before);
+        let before = enabled();
+        set_enabled(false);
+        assert!(!enabled());
+        set_enabled(true);
+        assert!(enabled());
+        set_enabled(before);
     }
 }
