@@ -336,7 +336,7 @@ fn decide_one(
         principal = %request.principal,
         action = %request.action,
         resource = %request.resource,
-        decision = %response.decision,
+        decision = response.decision.as_str(),
         reasons = ?response.diagnostics.reason,
         micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
         "decision"
@@ -369,11 +369,7 @@ fn record(
         action: request.action.to_string(),
         resource: request.resource.to_string(),
         context: state.decision_log.mask(&context),
-        decision: if response.decision == "Allow" {
-            "Allow"
-        } else {
-            "Deny"
-        },
+        decision: response.decision.as_str(),
         reasons: response.diagnostics.reason.clone(),
         errors: response.diagnostics.errors.clone(),
         policy_version: snapshot.pack.version.clone(),

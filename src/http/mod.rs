@@ -31,7 +31,7 @@ pub use middleware::REQUEST_ID_HEADER;
 pub use tokens::{
     presented_bearer, warn_if_short, CallerTokens, TokenFileError, TokenSet, MIN_TOKEN_BYTES,
 };
-pub use wire::{AuthorizeRequest, AuthorizeResponse, WireUid};
+pub use wire::{AuthorizeRequest, AuthorizeResponse, WireDecision, WireUid};
 
 use crate::engine::RequestEntityPolicy;
 use crate::freshness::{Freshness, FreshnessPolicy};

@@ -244,11 +244,39 @@ pub struct DeleteEntitiesRequest {
     pub expected_revision: Option<u64>,
 }
 
+/// `Allow` or `Deny`, as the API spells them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum WireDecision {
+    /// At least one permit applied and nothing forbade or failed closed.
+    Allow,
+    /// Anything else.
+    Deny,
+}
+
+impl WireDecision {
+    /// The name, as in the body.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allow => "Allow",
+            Self::Deny => "Deny",
+        }
+    }
+}
+
+impl From<Verdict> for WireDecision {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Allow => Self::Allow,
+            Verdict::Deny => Self::Deny,
+        }
+    }
+}
+
 /// A decision on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuthorizeResponse {
     /// `Allow` or `Deny`.
-    pub decision: String,
+    pub decision: WireDecision,
     /// Why.
     pub diagnostics: WireDiagnostics,
     /// Unique id of this decision, for audit trails.
@@ -272,11 +300,7 @@ impl AuthorizeResponse {
     /// Wraps an engine decision.
     pub fn new(decision: Decision, revision: u64, policy_version: &str) -> Self {
         Self {
-            decision: match decision.verdict {
-                Verdict::Allow => "Allow",
-                Verdict::Deny => "Deny",
-            }
-            .to_string(),
+            decision: decision.verdict.into(),
             diagnostics: WireDiagnostics {
                 reason: decision.reasons,
                 errors: decision.errors,
