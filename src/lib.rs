@@ -7,6 +7,8 @@
 //! - [`entities`]: the entity graph. A persistent map of entities by uid
 //!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
 //! - [`state`]: the current snapshot of pack + entities, swapped atomically.
+//! - [`publisher`]: the one task that owns what is published: policy
+//!   reloads and entity sources send it typed events.
 //! - [`reload`]: hot reload of policies, schema and the entities file.
 //! - [`telemetry`]: Prometheus metrics and the decision log.
 //! - [`http`]: the axum API; wire types and the error table live here only.
@@ -28,6 +30,7 @@ pub mod engine;
 pub mod entities;
 pub mod freshness;
 pub mod http;
+pub mod publisher;
 pub mod reload;
 pub mod state;
 pub mod sync;

@@ -10,6 +10,7 @@ mod cases;
 mod harness;
 mod pki;
 mod proxy;
+mod reload;
 mod sentinel;
 mod server;
 mod tls;
