@@ -13,3 +13,4 @@ mod policy_tests;
 mod slice_equivalence;
 mod support;
 mod trust;
+mod watch;

@@ -10,14 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use notify::{RecursiveMode, Watcher};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::engine::{PackSources, PolicyPack};
 use crate::entities::{load_entities_file, EntityMap};
 use crate::publisher::{Checked, EntitySet, Event, PackOutcome, Publisher};
 use crate::telemetry::Metrics;
+
+mod watch;
+
+pub use watch::{watch, Watching};
 
 /// How long a reload waits for its pack to be published before it answers
 /// that the pack is pending (a schema change waits for entities checked
@@ -296,93 +299,6 @@ fn record_policy_outcome(status: &Mutex<ReloadStatus>, metrics: &Metrics, outcom
 
 fn lock(status: &Mutex<ReloadStatus>) -> std::sync::MutexGuard<'_, ReloadStatus> {
     status.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What a batch of file events asks for.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Pending {
-    policies: bool,
-    entities: bool,
-}
-
-/// Watches the pack and the entities file; reloads after `debounce` of
-/// quiet. The returned watcher must be kept alive.
-pub fn watch(
-    reloader: Arc<Reloader>,
-    debounce: Duration,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Pending>();
-    let policies_dir = absolute(&reloader.sources.policies);
-    let schema_path = absolute(&reloader.sources.schema);
-    let entities_path = reloader.entities_file.as_deref().map(absolute);
-    let classify = {
-        let (policies_dir, schema_path, entities_path) = (
-            policies_dir.clone(),
-            schema_path.clone(),
-            entities_path.clone(),
-        );
-        move |path: &Path| Pending {
-            policies: path.starts_with(&policies_dir) || path.starts_with(&schema_path),
-            entities: entities_path.as_deref().is_some_and(|e| path == e),
-        }
-    };
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
-        }
-        let mut pending = Pending::default();
-        for path in &event.paths {
-            let hit = classify(path);
-            pending.policies |= hit.policies;
-            pending.entities |= hit.entities;
-        }
-        if pending != Pending::default() {
-            let _ = tx.send(pending);
-        }
-    })?;
-    watcher.watch(&policies_dir, RecursiveMode::Recursive)?;
-    // Editors save by rename: watch the folders holding files, not the files.
-    let schema_watch = if schema_path.is_dir() {
-        schema_path.clone()
-    } else {
-        parent_of(&schema_path)
-    };
-    watcher.watch(&schema_watch, RecursiveMode::NonRecursive)?;
-    if let Some(entities) = &entities_path {
-        watcher.watch(&parent_of(entities), RecursiveMode::NonRecursive)?;
-    }
-    tokio::spawn(async move {
-        while let Some(first) = rx.recv().await {
-            let mut pending = first;
-            // Debounce: keep collecting until the files have been quiet.
-            while let Ok(Some(more)) = tokio::time::timeout(debounce, rx.recv()).await {
-                pending.policies |= more.policies;
-                pending.entities |= more.entities;
-            }
-            if pending.policies {
-                let _ = reloader.reload_policies().await;
-            }
-            if pending.entities {
-                let _ = reloader.reload_entities().await;
-            }
-        }
-    });
-    Ok(watcher)
-}
-
-fn absolute(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|dir| dir.join(path))
-            .unwrap_or_else(|_| path.to_path_buf())
-    })
-}
-
-fn parent_of(path: &Path) -> PathBuf {
-    path.parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Now, RFC 3339 with microseconds, UTC.
