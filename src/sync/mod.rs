@@ -7,16 +7,19 @@
 //! - [`writer`]: [`RedisWriter`], for the CLI and the admin API.
 //! - [`replica`]: [`Replica`], the task that keeps a sidecar's graph equal to Redis.
 //! - [`log`]: parsing stream entries.
+//! - [`supervise`]: backoff with jitter, and restarting a sync task that died.
 
 pub mod keys;
 mod log;
 pub mod replica;
 pub mod script;
+pub mod supervise;
 pub mod target;
 pub mod writer;
 
 pub use keys::KeyLayout;
 pub use replica::Replica;
+pub use supervise::{supervise, Exit};
 pub use target::{RedisTarget, TlsFiles, Topology};
 pub use writer::{EntityWrite, RedisWriter, StoredRecord};
 

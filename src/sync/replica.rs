@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use super::keys::{decode_hash_value, entry_id, KeyLayout};
 use super::log::{parse_range, parse_read, LogEntry, RawChange};
+use super::supervise::{jittered, next_backoff, supervise, Exit, BACKOFF_START};
 use super::target::{Conn, RedisTarget};
 use super::writer::scan_hash;
 use super::SyncError;
@@ -41,6 +42,7 @@ pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(1);
 const READ_COUNT: usize = 1000;
 
 /// Keeps one published entity set in step with one Redis dataset.
+#[derive(Clone)]
 pub struct Replica {
     /// Where Redis is.
     pub target: Arc<RedisTarget>,
@@ -91,32 +93,35 @@ impl From<redis::RedisError> for End {
 }
 
 impl Replica {
-    /// Runs the replica on the current tokio runtime until the publisher stops.
+    /// Runs the replica on the current tokio runtime until the publisher
+    /// stops, supervised: if it dies it is restarted (and counted).
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run())
+        let (freshness, metrics) = (self.freshness.clone(), self.metrics.clone());
+        supervise("redis sync", freshness, metrics, move || self.clone().run())
     }
 
     /// Loads, tails, verifies and reconnects until the publisher stops.
     /// Errors are reported to [`Freshness`] and the log; the last good data
-    /// keeps being served.
-    pub async fn run(self) {
+    /// keeps being served. Waits between attempts back off, with jitter.
+    pub async fn run(self) -> Exit {
         let mut wanted = self.publisher.wanted();
         let mut position = None;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = BACKOFF_START;
         loop {
             let mut healthy = false;
             let error = match self.session(&mut wanted, &mut position, &mut healthy).await {
                 End::Sync(error) => error,
-                End::Stopped => return,
+                End::Stopped => return Exit::Done,
             };
             if healthy {
-                backoff = Duration::from_millis(50);
+                backoff = BACKOFF_START;
             }
-            tracing::warn!(redis = self.target.display(), %error, retry_in_ms = backoff.as_millis() as u64, "redis sync interrupted");
+            let wait = jittered(backoff);
+            tracing::warn!(redis = self.target.display(), %error, retry_in_ms = wait.as_millis() as u64, "redis sync interrupted");
             self.freshness.record_error(error.to_string());
             self.metrics.record_sync_reconnect();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(wait).await;
+            backoff = next_backoff(backoff);
         }
     }
 
@@ -204,6 +209,17 @@ impl Replica {
         }
     }
 
+    /// Counts and reports a malformed stream entry (once per entry).
+    fn malformed(&self, what: &str) {
+        if self.freshness.record_malformed(what.to_string()) {
+            tracing::error!(
+                entry = what,
+                "malformed entry in the change stream: skipped, reloading from a snapshot"
+            );
+            self.metrics.record_sync_malformed();
+        }
+    }
+
     fn reloading(&self, reason: String) {
         tracing::info!(%reason, "reloading entity snapshot from redis");
         self.freshness.record_reload(reason);
@@ -263,6 +279,11 @@ impl Replica {
                     "gap in the stream: after revision {} came {}",
                     next.revision, entry.revision
                 ))));
+            }
+            if let Some(what) = &entry.malformed {
+                // Its changes cannot be read: the entity hash is the truth.
+                self.malformed(what);
+                return Ok(Err(Reload(format!("malformed stream entry: {what}"))));
             }
             if let Err(reload) = check_generation(&mut next, &entry) {
                 return Ok(Err(reload));
@@ -365,6 +386,20 @@ impl Replica {
                 break;
             };
             for entry in entries {
+                if let Some(what) = &entry.malformed {
+                    // Skipped: what it wrote (if anything) is in the scanned hash.
+                    if entry.revision > position.revision + 1 {
+                        return Err(SyncError::Moved(format!(
+                            "stream moved during the snapshot: after revision {} came {}",
+                            position.revision, entry.revision
+                        ))
+                        .into());
+                    }
+                    self.malformed(what);
+                    position.revision = position.revision.max(entry.revision);
+                    position.write_id = Some(entry.write_id);
+                    continue;
+                }
                 if entry.revision == base && base > 0 {
                     if Some(&entry.generation) != position.generation.as_ref() {
                         return Err(SyncError::Moved(

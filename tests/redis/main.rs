@@ -11,6 +11,7 @@ mod harness;
 mod pki;
 mod proxy;
 mod reload;
+mod robust;
 mod sentinel;
 mod server;
 mod tls;
