@@ -1,13 +1,15 @@
 //! Sync robustness: a malformed stream entry is counted and skipped with a
 //! reload (not retried forever); a sync task that dies is restarted and
-//! the restarts are counted.
+//! the restarts are counted; a writer refused as read-only (a master
+//! demoted by a failover) reconnects and retries a bounded number of times.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cedar_sidecar::freshness::{Freshness, FreshnessPolicy};
-use cedar_sidecar::sync::{supervise, Exit, Topology};
+use cedar_sidecar::sync::writer::READONLY_ATTEMPTS;
+use cedar_sidecar::sync::{supervise, EntityWrite, Exit, RedisWriter, SyncError, Topology};
 use cedar_sidecar::telemetry::{Metrics, SnapshotGauges};
 
 use super::harness::*;
@@ -119,4 +121,35 @@ async fn a_sync_task_that_dies_is_restarted_and_counted() {
         Some("test sync returned unexpectedly")
     );
     assert_eq!(metric(&metrics, "cedar_sync_restarts_total"), "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_behind_one_url_retries_a_read_only_server_then_says_so() {
+    let redis = RedisServer::start(Persistence::None);
+    let urls = vec![redis.url()];
+    let writer = Arc::new(writer(&urls, Topology::Single, 1000));
+    put(&writer, &platform()).await;
+
+    // Demoted to a replica (of nothing reachable): writes are refused.
+    redis.command(&["REPLICAOF", "127.0.0.1", "1"]);
+    let write = |writer: Arc<RedisWriter>| async move {
+        let writes = [EntityWrite::put(&user("ana", &[ADMINS])).unwrap()];
+        writer.write(&writes, None).await
+    };
+    let error = write(writer.clone()).await.unwrap_err();
+    assert!(
+        matches!(error, SyncError::ReadOnly { attempts, .. } if attempts == READONLY_ATTEMPTS),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("read-only") && message.contains("master"),
+        "{message}"
+    );
+
+    // A write under way when the server becomes a master again goes through.
+    let pending = tokio::spawn(write(writer.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.command(&["REPLICAOF", "NO", "ONE"]);
+    assert_eq!(pending.await.unwrap().unwrap(), 2);
 }
