@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use cedar_sidecar::engine::{PackSources, PolicyPack};
 use cedar_sidecar::freshness::{Freshness, FreshnessPolicy};
+use cedar_sidecar::publisher::Publisher;
 use cedar_sidecar::state::SharedState;
 use cedar_sidecar::sync::{EntityWrite, KeyLayout, RedisTarget, RedisWriter, Replica, Topology};
 
@@ -85,14 +86,20 @@ fn replica(url: &str, pack: &Arc<PolicyPack>) -> Running {
         max_wait: Duration::from_secs(60),
         ..FreshnessPolicy::default()
     }));
+    let metrics = Arc::new(cedar_sidecar::telemetry::Metrics::default());
+    let publisher = Publisher::start(
+        shared.clone(),
+        pack.clone(),
+        freshness.clone(),
+        metrics.clone(),
+    );
     let task = Replica {
         target,
         keys: KeyLayout::default(),
-        shared: shared.clone(),
-        pack: pack.clone(),
+        publisher,
         freshness: freshness.clone(),
         idle_check: Duration::from_secs(1),
-        metrics: Arc::new(cedar_sidecar::telemetry::Metrics::default()),
+        metrics,
     }
     .spawn();
     Running {

@@ -53,6 +53,10 @@ struct Contact {
     last_reload_reason: Option<String>,
     reloads: u64,
     invalid_entities: u64,
+    restarts: u64,
+    last_restart_reason: Option<String>,
+    malformed_entries: u64,
+    last_malformed: Option<String>,
 }
 
 /// A point-in-time view for `/readyz` and logs.
@@ -72,6 +76,15 @@ pub struct FreshnessReport {
     pub last_reload_reason: Option<String>,
     /// Entities in the source that failed schema validation and are not served.
     pub invalid_entities: u64,
+    /// How often the sync task died and was restarted; a number that keeps
+    /// growing means the sync cannot run.
+    pub restarts: u64,
+    /// Why the sync task was last restarted.
+    pub last_restart_reason: Option<String>,
+    /// Malformed change-stream entries skipped (each followed by a reload).
+    pub malformed_entries: u64,
+    /// What was wrong with the last one.
+    pub last_malformed: Option<String>,
     /// The applied revision.
     pub revision: u64,
 }
@@ -98,6 +111,10 @@ impl Freshness {
                 last_reload_reason: None,
                 reloads: 0,
                 invalid_entities: 0,
+                restarts: 0,
+                last_restart_reason: None,
+                malformed_entries: 0,
+                last_malformed: None,
             }),
         }
     }
@@ -124,6 +141,26 @@ impl Freshness {
         let mut contact = self.lock();
         contact.reloads += 1;
         contact.last_reload_reason = Some(reason);
+    }
+
+    /// The sync task died and is being restarted, for `reason`.
+    pub fn record_restart(&self, reason: String) {
+        let mut contact = self.lock();
+        contact.restarts += 1;
+        contact.last_restart_reason = Some(reason);
+    }
+
+    /// A malformed change-stream entry was skipped. Returns false (and
+    /// counts nothing) when it is the one reported last: the replay of a
+    /// reload meets the entry the tail met.
+    pub fn record_malformed(&self, what: String) -> bool {
+        let mut contact = self.lock();
+        if contact.last_malformed.as_deref() == Some(what.as_str()) {
+            return false;
+        }
+        contact.malformed_entries += 1;
+        contact.last_malformed = Some(what);
+        true
     }
 
     /// Entities that failed validation, found by the last load or change.
@@ -181,6 +218,10 @@ impl Freshness {
             reloads: contact.reloads,
             last_reload_reason: contact.last_reload_reason.clone(),
             invalid_entities: contact.invalid_entities,
+            restarts: contact.restarts,
+            last_restart_reason: contact.last_restart_reason.clone(),
+            malformed_entries: contact.malformed_entries,
+            last_malformed: contact.last_malformed.clone(),
             revision: self.applied(),
         }
     }

@@ -7,6 +7,8 @@
 //! - [`entities`]: the entity graph. A persistent map of entities by uid
 //!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
 //! - [`state`]: the current snapshot of pack + entities, swapped atomically.
+//! - [`publisher`]: the one task that owns what is published: policy
+//!   reloads and entity sources send it typed events.
 //! - [`reload`]: hot reload of policies, schema and the entities file.
 //! - [`telemetry`]: Prometheus metrics and the decision log.
 //! - [`http`]: the axum API; wire types and the error table live here only.
@@ -29,6 +31,7 @@ pub mod entities;
 pub mod files;
 pub mod freshness;
 pub mod http;
+pub mod publisher;
 pub mod reload;
 pub mod shortcuts;
 pub mod state;

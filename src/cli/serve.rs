@@ -17,6 +17,7 @@ use crate::freshness::Freshness;
 use crate::http::{
     router, warn_if_short, without_delay, AdminToken, AppState, CallerTokens, CpuPool,
 };
+use crate::publisher::Publisher;
 use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
@@ -174,15 +175,16 @@ async fn serve(
     guards: Guards,
 ) -> std::io::Result<()> {
     let metrics = Arc::new(Metrics::default());
-    let (shared, freshness, entity_writer, entity_source) = match source {
+    let (shared, freshness, entity_writer, entity_source, publisher) = match source {
         Source::File(snapshot) => {
             let revision = snapshot.entities.revision();
-            (
-                Arc::new(SharedState::ready(snapshot)),
-                Arc::new(Freshness::untracked(sync.freshness(), revision)),
-                None,
-                format!("file:{}", config.entities.display()),
-            )
+            let pack = snapshot.pack.clone();
+            let shared = Arc::new(SharedState::ready(snapshot));
+            let freshness = Arc::new(Freshness::untracked(sync.freshness(), revision));
+            let publisher =
+                Publisher::start(shared.clone(), pack, freshness.clone(), metrics.clone());
+            let source = format!("file:{}", config.entities.display());
+            (shared, freshness, None, source, publisher)
         }
         Source::Redis(pack) => start_replica(
             redis,
@@ -204,7 +206,7 @@ async fn serve(
     let reloader = Arc::new(Reloader::new(
         config.sources(),
         entities_file,
-        shared.clone(),
+        publisher,
         metrics.clone(),
     ));
     let _watcher = if config.watch {
@@ -275,6 +277,7 @@ type Started = (
     Arc<Freshness>,
     Option<Arc<RedisWriter>>,
     String,
+    Publisher,
 );
 
 /// Starts the Redis replica task; with an admin token, also a writer for
@@ -298,17 +301,17 @@ fn start_replica(
     });
     let source = format!("redis:{}", target.display());
     tracing::info!(redis = target.display(), keys = ?redis.keys(), entity_admin_api = writer.is_some(), "entities come from redis");
+    let publisher = Publisher::start(shared.clone(), pack, freshness.clone(), metrics.clone());
     Replica {
         target,
         keys: redis.keys(),
-        shared: shared.clone(),
-        pack,
+        publisher: publisher.clone(),
         freshness: freshness.clone(),
         idle_check: sync.idle_check(),
         metrics,
     }
     .spawn();
-    Ok((shared, freshness, writer, source))
+    Ok((shared, freshness, writer, source, publisher))
 }
 
 fn spawn_sighup_reloader(
@@ -335,8 +338,7 @@ fn spawn_sighup_reloader(
                     }
                 }
             }
-            let reloader = reloader.clone();
-            let _ = tokio::task::spawn_blocking(move || reloader.reload_all()).await;
+            let _ = reloader.reload_all().await;
         }
     });
     #[cfg(not(unix))]

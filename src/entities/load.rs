@@ -106,33 +106,6 @@ pub fn parse_in_parallel<T: Sync, R: Send>(items: &[T], parse: impl Fn(&T) -> R 
     })
 }
 
-/// Re-checks stored entities against another schema (before a schema change
-/// is accepted). Returns up to `limit` refusals, each naming the entity.
-pub fn recheck_entities<'a>(
-    entities: impl Iterator<Item = &'a StoredEntity>,
-    schema: &Schema,
-    limit: usize,
-) -> Result<(), Vec<String>> {
-    let mut refusals = Vec::new();
-    for stored in entities {
-        let result = stored
-            .to_json_value()
-            .map_err(|e| e.to_string())
-            .and_then(|json| parse_entity(json, schema).map_err(|e| e.to_string()));
-        if let Err(message) = result {
-            refusals.push(message);
-            if refusals.len() >= limit {
-                break;
-            }
-        }
-    }
-    if refusals.is_empty() {
-        Ok(())
-    } else {
-        Err(refusals)
-    }
-}
-
 /// Parses a list of entities given as JSON values (for example with a request).
 pub fn parse_entities_json(
     values: Vec<serde_json::Value>,

@@ -17,7 +17,7 @@ mod stored;
 pub use conform::parse_conforming;
 pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
-    parse_in_parallel, recheck_entities, uid_display, EntityLoadError,
+    parse_in_parallel, uid_display, EntityLoadError,
 };
 pub use shape::EntityShapes;
 pub use slice::{AttributeReads, SliceLimits, Slicer, TypeSet, UidMap, UidSet};

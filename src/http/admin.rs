@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::tokens::{presented_bearer, TokenSet};
 use super::{ApiError, AppState};
+use crate::reload::Reloaded;
 use crate::telemetry::RateLimit;
 
 /// The configured admin token.
@@ -58,12 +59,18 @@ pub async fn reload(
             "this server has no reloadable sources".to_string(),
         ));
     };
-    let result = tokio::task::spawn_blocking(move || reloader.reload_all())
+    // A task of its own: a client that gives up does not cancel the reload.
+    let result = tokio::spawn(async move { reloader.reload_all().await })
         .await
         .map_err(|_| ApiError::Internal)?;
     match result {
-        Ok(version) => Ok(Json(
+        Ok(Reloaded::Published(version)) => Ok(Json(
             json!({ "status": "reloaded", "policy_version": version }),
+        )),
+        // A new schema waits for entities checked against it; `/v1/status`
+        // shows when it is published (or refused).
+        Ok(Reloaded::Pending(version)) => Ok(Json(
+            json!({ "status": "pending", "policy_version": version }),
         )),
         Err(error) => Err(ApiError::ReloadFailed(error)),
     }

@@ -162,6 +162,7 @@ impl From<SyncError> for ApiError {
             SyncError::Redis(_)
             | SyncError::Config(_)
             | SyncError::Malformed(_)
+            | SyncError::ReadOnly { .. }
             | SyncError::Moved(_) => {
                 // An internal cause: logged, never echoed.
                 tracing::error!(%error, "entity store write failed");

@@ -22,6 +22,10 @@ pub struct LogEntry {
     pub written_at_ms: Option<u64>,
     /// The entities the write set or deleted, in order.
     pub changes: Vec<RawChange>,
+    /// Why the entry could not be read, if it could not: then it has no
+    /// changes and no generation, and `write_id` is a fingerprint of its
+    /// raw fields (so the replica still recognises it at its cursor).
+    pub malformed: Option<String>,
 }
 
 /// One entity in a write, not yet parsed.
@@ -37,7 +41,7 @@ pub struct RawChange {
 pub fn parse_range(value: Value) -> Result<Vec<LogEntry>, SyncError> {
     match value {
         Value::Nil => Ok(Vec::new()),
-        Value::Array(items) => items.into_iter().map(parse_entry).collect(),
+        Value::Array(items) => items.into_iter().map(parse_or_mark).collect(),
         other => Err(malformed(format!(
             "unexpected stream range reply {other:?}"
         ))),
@@ -65,6 +69,42 @@ pub fn parse_read(value: Value) -> Result<Vec<LogEntry>, SyncError> {
     }
 }
 
+/// Parses an entry; one whose id is a revision but whose fields are not as
+/// the write script makes them is returned marked malformed (a replica
+/// skips it and reloads) rather than failing the whole read forever.
+fn parse_or_mark(value: Value) -> Result<LogEntry, SyncError> {
+    let fingerprint = format!("{value:?}");
+    let revision = match &value {
+        Value::Array(parts) => match parts.first() {
+            Some(Value::BulkString(id)) => std::str::from_utf8(id).ok().and_then(parse_entry_id),
+            Some(Value::SimpleString(id)) => parse_entry_id(id),
+            _ => None,
+        },
+        _ => None,
+    };
+    let error = match parse_entry(value) {
+        Ok(entry) if entry.generation.is_empty() || entry.write_id.is_empty() => {
+            SyncError::Malformed("no `gen` or no `wid` field".to_string())
+        }
+        Ok(entry) => return Ok(entry),
+        Err(error) => error,
+    };
+    // Without a revision in its id the entry cannot be placed in the history.
+    let Some(revision) = revision else {
+        return Err(error);
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&fingerprint, &mut hasher);
+    Ok(LogEntry {
+        revision,
+        generation: String::new(),
+        write_id: format!("malformed:{:016x}", std::hash::Hasher::finish(&hasher)),
+        written_at_ms: None,
+        changes: Vec::new(),
+        malformed: Some(format!("entry `{revision}-0`: {error}")),
+    })
+}
+
 fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
     let Value::Array(parts) = value else {
         return Err(malformed("stream entry is not an array".to_string()));
@@ -84,6 +124,7 @@ fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
         write_id: String::new(),
         written_at_ms: None,
         changes: Vec::new(),
+        malformed: None,
     };
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
@@ -179,6 +220,7 @@ mod tests {
                         entity: None
                     },
                 ],
+                malformed: None,
             }]
         );
         assert!(parse_read(Value::Nil).unwrap().is_empty());

@@ -7,16 +7,19 @@
 //! - [`writer`]: [`RedisWriter`], for the CLI and the admin API.
 //! - [`replica`]: [`Replica`], the task that keeps a sidecar's graph equal to Redis.
 //! - [`log`]: parsing stream entries.
+//! - [`supervise`]: backoff with jitter, and restarting a sync task that died.
 
 pub mod keys;
 mod log;
 pub mod replica;
 pub mod script;
+pub mod supervise;
 pub mod target;
 pub mod writer;
 
 pub use keys::KeyLayout;
 pub use replica::Replica;
+pub use supervise::{supervise, Exit};
 pub use target::{RedisTarget, TlsFiles, Topology};
 pub use writer::{EntityWrite, RedisWriter, StoredRecord};
 
@@ -32,6 +35,14 @@ pub enum SyncError {
     /// Data in Redis does not have the documented layout.
     #[error("malformed data in redis: {0}")]
     Malformed(String),
+    /// The server kept refusing writes as read-only: it is a replica.
+    #[error("redis at `{target}` refused the write as read-only {attempts} times (it is a replica): point the URL at the master, or use Sentinel (--redis-sentinel-master) to follow failovers")]
+    ReadOnly {
+        /// The addresses written to.
+        target: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
     /// The dataset changed under a snapshot in a way that needs a retry.
     #[error("snapshot must be retried: {0}")]
     Moved(String),

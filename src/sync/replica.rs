@@ -1,7 +1,11 @@
 //! The replica: keeps this sidecar's entity graph equal to the Redis
 //! dataset. Loads a snapshot with `HSCAN`, then tails the stream with
-//! `XREAD BLOCK` on a dedicated connection and applies each write
-//! incrementally through [`SharedState`].
+//! `XREAD BLOCK` on a dedicated connection, and sends each snapshot and
+//! each batch of changes to the [`Publisher`], tagged with the schema they
+//! were checked against. The publisher decides what readers see; when it
+//! wants a fresh snapshot (the schema changed, or it refused data checked
+//! against another schema) the replica reloads, parsing on all cores off
+//! the async workers, while the published data keeps serving.
 //!
 //! Nothing may be lost, so every doubt ends in a full reload: on every
 //! reconnect and every idle timeout the replica checks that the dataset
@@ -13,20 +17,22 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use cedar_policy::EntityUid;
 use redis::Value;
+use tokio::sync::watch;
 
 use super::keys::{decode_hash_value, entry_id, KeyLayout};
 use super::log::{parse_range, parse_read, LogEntry, RawChange};
+use super::supervise::{jittered, next_backoff, supervise, Exit, BACKOFF_START};
 use super::target::{Conn, RedisTarget};
 use super::writer::scan_hash;
 use super::SyncError;
 use crate::engine::PolicyPack;
 use crate::entities::{parse_entity_str, parse_in_parallel, EntityChange, EntityMap, StoredEntity};
 use crate::freshness::Freshness;
-use crate::state::{SharedState, Snapshot};
+use crate::publisher::{EntitySet, Event, Publisher, Wanted};
 use crate::telemetry::Metrics;
 
 /// Default time an idle `XREAD BLOCK` waits before the replica re-verifies
@@ -35,103 +41,163 @@ pub const DEFAULT_IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Most stream entries read in one round trip.
 const READ_COUNT: usize = 1000;
 
-/// Keeps one [`SharedState`] in step with one Redis dataset.
+/// Keeps one published entity set in step with one Redis dataset.
+#[derive(Clone)]
 pub struct Replica {
     /// Where Redis is.
     pub target: Arc<RedisTarget>,
     /// Which dataset.
     pub keys: KeyLayout,
-    /// Where entities are published.
-    pub shared: Arc<SharedState>,
-    /// The pack to publish with the first snapshot (and the schema entities
-    /// are validated against until a snapshot exists).
-    pub pack: Arc<PolicyPack>,
-    /// Where applied revisions and contact are reported.
+    /// Where snapshots and changes are sent, and what entities are to be
+    /// checked against ([`Publisher::wanted`]).
+    pub publisher: Publisher,
+    /// Where contact, errors and reloads are reported.
     pub freshness: Arc<Freshness>,
     /// How long an idle `XREAD BLOCK` waits before re-verifying.
     pub idle_check: Duration,
-    /// Reconnects, reloads and the write time of the last applied change.
+    /// Reconnects and reloads.
     pub metrics: Arc<Metrics>,
 }
 
-/// What the replica has applied: enough to recognise the same history later.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the replica has applied: enough to recognise the same history
+/// later, and the schema it checked entities against.
+#[derive(Clone)]
 struct Position {
     generation: Option<String>,
     revision: u64,
     write_id: Option<String>,
+    against: Wanted,
 }
 
 /// Why the replica must reload rather than continue.
 struct Reload(String);
 
+/// Why a session ended.
+enum End {
+    /// Talking to Redis failed: reconnect.
+    Sync(SyncError),
+    /// The publisher is gone (shutting down): nothing left to do.
+    Stopped,
+}
+
+impl From<SyncError> for End {
+    fn from(error: SyncError) -> Self {
+        Self::Sync(error)
+    }
+}
+
+impl From<redis::RedisError> for End {
+    fn from(error: redis::RedisError) -> Self {
+        Self::Sync(error.into())
+    }
+}
+
 impl Replica {
-    /// Runs the replica forever on the current tokio runtime.
+    /// Runs the replica on the current tokio runtime until the publisher
+    /// stops, supervised: if it dies it is restarted (and counted).
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run())
+        let (freshness, metrics) = (self.freshness.clone(), self.metrics.clone());
+        supervise("redis sync", freshness, metrics, move || self.clone().run())
     }
 
-    /// Loads, tails, verifies and reconnects, forever. Errors are reported
-    /// to [`Freshness`] and the log; the last good data keeps being served.
-    pub async fn run(self) {
+    /// Loads, tails, verifies and reconnects until the publisher stops.
+    /// Errors are reported to [`Freshness`] and the log; the last good data
+    /// keeps being served. Waits between attempts back off, with jitter.
+    pub async fn run(self) -> Exit {
+        let mut wanted = self.publisher.wanted();
         let mut position = None;
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = BACKOFF_START;
         loop {
             let mut healthy = false;
-            let Err(error) = self.session(&mut position, &mut healthy).await;
+            let error = match self.session(&mut wanted, &mut position, &mut healthy).await {
+                End::Sync(error) => error,
+                End::Stopped => return Exit::Done,
+            };
             if healthy {
-                backoff = Duration::from_millis(50);
+                backoff = BACKOFF_START;
             }
-            tracing::warn!(redis = self.target.display(), %error, retry_in_ms = backoff.as_millis() as u64, "redis sync interrupted");
+            let wait = jittered(backoff);
+            tracing::warn!(redis = self.target.display(), %error, retry_in_ms = wait.as_millis() as u64, "redis sync interrupted");
             self.freshness.record_error(error.to_string());
             self.metrics.record_sync_reconnect();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(wait).await;
+            backoff = next_backoff(backoff);
         }
     }
 
-    /// One connection's lifetime. Returns only with the error that ended it.
+    /// One connection's lifetime. Returns only with what ended it.
     async fn session(
         &self,
+        wanted: &mut watch::Receiver<Wanted>,
         position: &mut Option<Position>,
         healthy: &mut bool,
-    ) -> Result<std::convert::Infallible, SyncError> {
+    ) -> End {
+        match self.session_inner(wanted, position, healthy).await {
+            Ok(never) => match never {},
+            Err(end) => end,
+        }
+    }
+
+    async fn session_inner(
+        &self,
+        wanted: &mut watch::Receiver<Wanted>,
+        position: &mut Option<Position>,
+        healthy: &mut bool,
+    ) -> Result<std::convert::Infallible, End> {
         let mut conn = self.target.connect(Duration::from_secs(5)).await?;
         let mut tail = self
             .target
             .connect(self.idle_check + Duration::from_secs(5))
             .await?;
         loop {
+            // The publisher asked for a fresh snapshot while we were away.
+            if position.is_some() && wanted.has_changed().map_err(|_| End::Stopped)? {
+                let reason = wanted.borrow().reason.to_string();
+                self.reloading(reason);
+                *position = None;
+            }
             let mut current = match position.take() {
                 Some(known) => match self.verify(&mut conn, &known).await? {
                     Ok(()) => known,
                     Err(Reload(reason)) => {
                         self.reloading(reason);
-                        self.load(&mut conn).await?
+                        self.load(&mut conn, wanted).await?
                     }
                 },
-                None => self.load(&mut conn).await?,
+                None => self.load(&mut conn, wanted).await?,
             };
             *position = Some(current.clone());
             *healthy = true;
             self.freshness.record_contact();
             loop {
-                let reply: Value = redis::cmd("XREAD")
+                let mut command = redis::cmd("XREAD");
+                command
                     .arg("COUNT")
                     .arg(READ_COUNT)
                     .arg("BLOCK")
                     .arg(self.idle_check.as_millis() as u64)
                     .arg("STREAMS")
                     .arg(&self.keys.log)
-                    .arg(entry_id(current.revision))
-                    .query_async(&mut tail)
-                    .await?;
+                    .arg(entry_id(current.revision));
+                let read = command.query_async::<Value>(&mut tail);
+                // A wanted snapshot interrupts the wait: the reply of the
+                // abandoned read is discarded by the connection.
+                let reply = tokio::select! {
+                    reply = read => reply?,
+                    changed = wanted.changed() => {
+                        changed.map_err(|_| End::Stopped)?;
+                        let reason = wanted.borrow().reason.to_string();
+                        self.reloading(reason);
+                        *position = None;
+                        break;
+                    }
+                };
                 self.freshness.record_contact();
                 let entries = parse_read(reply)?;
                 let outcome = if entries.is_empty() {
                     self.verify(&mut conn, &current).await?
                 } else {
-                    self.apply(&mut current, entries)
+                    self.apply(&mut current, entries).await?
                 };
                 *position = Some(current.clone());
                 if let Err(Reload(reason)) = outcome {
@@ -140,6 +206,17 @@ impl Replica {
                     break;
                 }
             }
+        }
+    }
+
+    /// Counts and reports a malformed stream entry (once per entry).
+    fn malformed(&self, what: &str) {
+        if self.freshness.record_malformed(what.to_string()) {
+            tracing::error!(
+                entry = what,
+                "malformed entry in the change stream: skipped, reloading from a snapshot"
+            );
+            self.metrics.record_sync_malformed();
         }
     }
 
@@ -186,41 +263,62 @@ impl Replica {
         })
     }
 
-    /// Applies tailed entries, which must continue the history exactly.
-    fn apply(&self, position: &mut Position, entries: Vec<LogEntry>) -> Result<(), Reload> {
-        let schema = self.schema();
+    /// Sends tailed entries, which must continue the history exactly, to
+    /// the publisher as one batch of changes.
+    async fn apply(
+        &self,
+        position: &mut Position,
+        entries: Vec<LogEntry>,
+    ) -> Result<Result<(), Reload>, End> {
         let mut changes = Vec::new();
         let mut next = position.clone();
         let mut last_written = None;
         for entry in entries {
             if entry.revision != next.revision + 1 {
-                return Err(Reload(format!(
+                return Ok(Err(Reload(format!(
                     "gap in the stream: after revision {} came {}",
                     next.revision, entry.revision
-                )));
+                ))));
             }
-            check_generation(&mut next, &entry)?;
+            if let Some(what) = &entry.malformed {
+                // Its changes cannot be read: the entity hash is the truth.
+                self.malformed(what);
+                return Ok(Err(Reload(format!("malformed stream entry: {what}"))));
+            }
+            if let Err(reload) = check_generation(&mut next, &entry) {
+                return Ok(Err(reload));
+            }
             next.revision = entry.revision;
             next.write_id = Some(entry.write_id);
             last_written = entry.written_at_ms.or(last_written);
-            changes.extend(self.convert(&schema, entry.changes));
+            changes.extend(self.convert(&position.against.pack, entry.changes, None));
         }
-        self.shared.apply_entity_changes(changes, next.revision);
-        self.freshness.record_applied(next.revision);
-        if let Some(ms) = last_written {
-            self.metrics
-                .record_sync_applied(std::time::UNIX_EPOCH + Duration::from_millis(ms));
-        }
+        self.publisher
+            .send(Event::Changes {
+                changes,
+                after: position.revision,
+                revision: next.revision,
+                checked: position.against.checked(),
+                written_at_ms: last_written,
+            })
+            .await
+            .map_err(|_| End::Stopped)?;
         *position = next;
-        Ok(())
+        Ok(Ok(()))
     }
 
-    /// Loads the whole dataset and publishes it. Writes that land during
-    /// the scan are replayed from the stream before publishing, so the
-    /// published map is exactly the dataset at one revision.
-    async fn load(&self, conn: &mut Conn) -> Result<Position, SyncError> {
+    /// Loads the whole dataset, checked against the wanted schema, and
+    /// sends it to the publisher. Writes that land during the scan are
+    /// replayed from the stream before sending, so the snapshot is exactly
+    /// the dataset at one revision.
+    async fn load(
+        &self,
+        conn: &mut Conn,
+        wanted: &mut watch::Receiver<Wanted>,
+    ) -> Result<Position, End> {
         let started = Instant::now();
-        let schema = self.schema();
+        let against = wanted.borrow_and_update().clone();
+        let pack = against.pack.clone();
         let (generation, revision): (Option<String>, Option<u64>) = redis::pipe()
             .cmd("GET")
             .arg(&self.keys.generation)
@@ -237,14 +335,16 @@ impl Replica {
         scan_hash(conn, &self.keys.entities, |uid, value| {
             chunk.push((uid, value));
             if chunk.len() == PARSE_CHUNK {
-                parsing.push(parse_chunk(&schema, std::mem::take(&mut chunk)));
+                parsing.push(parse_chunk(&pack, std::mem::take(&mut chunk)));
+                // Redis is answering: a long load is not out of contact.
+                self.freshness.record_contact();
             }
             Ok(())
         })
         .await?;
-        parsing.push(parse_chunk(&schema, chunk));
+        parsing.push(parse_chunk(&pack, chunk));
         let mut entities = Vec::new();
-        let mut invalid = 0;
+        let mut refused = Vec::new();
         for parsed in parsing {
             let parsed = parsed
                 .await
@@ -253,8 +353,8 @@ impl Replica {
                 match result {
                     Ok(entity) => entities.push(entity),
                     Err(message) => {
-                        invalid += 1;
                         tracing::error!(uid, %message, "entity in redis is invalid: not served");
+                        refused.push((uid, message));
                     }
                 }
             }
@@ -263,6 +363,7 @@ impl Replica {
             generation,
             revision: base,
             write_id: None,
+            against,
         };
         let mut changes = Vec::new();
         let mut start = if base == 0 {
@@ -279,16 +380,32 @@ impl Replica {
                 .arg(READ_COUNT)
                 .query_async(conn)
                 .await?;
+            self.freshness.record_contact();
             let entries = parse_range(reply)?;
             let Some(last) = entries.last().map(|e| e.revision) else {
                 break;
             };
             for entry in entries {
+                if let Some(what) = &entry.malformed {
+                    // Skipped: what it wrote (if anything) is in the scanned hash.
+                    if entry.revision > position.revision + 1 {
+                        return Err(SyncError::Moved(format!(
+                            "stream moved during the snapshot: after revision {} came {}",
+                            position.revision, entry.revision
+                        ))
+                        .into());
+                    }
+                    self.malformed(what);
+                    position.revision = position.revision.max(entry.revision);
+                    position.write_id = Some(entry.write_id);
+                    continue;
+                }
                 if entry.revision == base && base > 0 {
                     if Some(&entry.generation) != position.generation.as_ref() {
                         return Err(SyncError::Moved(
                             "generation changed during the snapshot".to_string(),
-                        ));
+                        )
+                        .into());
                     }
                     position.write_id = Some(entry.write_id);
                     continue;
@@ -297,13 +414,14 @@ impl Replica {
                     return Err(SyncError::Moved(format!(
                         "stream moved during the snapshot: after revision {} came {}",
                         position.revision, entry.revision
-                    )));
+                    ))
+                    .into());
                 }
                 check_generation(&mut position, &entry)
                     .map_err(|Reload(reason)| SyncError::Moved(reason))?;
                 position.revision = entry.revision;
                 position.write_id = Some(entry.write_id);
-                changes.extend(self.convert(&schema, entry.changes));
+                changes.extend(self.convert(&pack, entry.changes, Some(&mut refused)));
             }
             start = entry_id(last + 1);
         }
@@ -311,49 +429,52 @@ impl Replica {
             return Err(SyncError::Moved(format!(
                 "stream entry {} is missing: the stream was trimmed or deleted during the snapshot",
                 entry_id(position.revision)
-            )));
+            ))
+            .into());
         }
         let count = entities.len();
         let mut map = EntityMap::from_entities(entities, base);
         map.apply(changes, position.revision);
-        if self.shared.snapshot().is_none() {
-            self.shared.publish(Snapshot {
-                pack: self.pack.clone(),
-                entities: map,
-                pack_loaded_at: SystemTime::now(),
-            });
-        } else if !self
-            .shared
-            .replace_entities_checked(map, &schema.schema_version)
-        {
-            // The policy pack changed schema while we validated: again.
-            return Err(SyncError::Moved(
-                "the schema changed during the snapshot".to_string(),
-            ));
-        }
+        // An entity refused in the scan but written validly since is served.
+        refused.retain(|(uid, _)| {
+            EntityUid::from_str(uid).map_or(true, |uid| map.get(&uid).is_none())
+        });
+        refused.sort_by(|a, b| a.0.cmp(&b.0));
+        refused.dedup_by(|a, b| a.0 == b.0);
+        let invalid = refused.len() as u64;
+        self.publisher
+            .send(Event::Snapshot {
+                set: EntitySet {
+                    entities: map,
+                    checked: position.against.checked(),
+                    refused,
+                },
+                reply: None,
+            })
+            .await
+            .map_err(|_| End::Stopped)?;
         self.freshness.record_invalid(invalid, true);
-        self.freshness.record_applied(position.revision);
         self.freshness.record_contact();
         tracing::info!(
             entities = count,
             invalid,
             revision = position.revision,
+            schema = %position.against.pack.schema_version,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "loaded entity snapshot from redis"
         );
         Ok(position)
     }
 
-    fn schema(&self) -> Arc<PolicyPack> {
-        self.shared
-            .snapshot()
-            .map(|s| s.pack.clone())
-            .unwrap_or_else(|| self.pack.clone())
-    }
-
     /// Turns stream changes into store changes. An entity that fails
-    /// validation is removed rather than served half-understood.
-    fn convert(&self, pack: &PolicyPack, changes: Vec<RawChange>) -> Vec<EntityChange> {
+    /// validation is removed rather than served half-understood (and, in a
+    /// snapshot, named in `refused`).
+    fn convert(
+        &self,
+        pack: &PolicyPack,
+        changes: Vec<RawChange>,
+        mut refused: Option<&mut Vec<(String, String)>>,
+    ) -> Vec<EntityChange> {
         let mut out = Vec::with_capacity(changes.len());
         for change in changes {
             let uid = match EntityUid::from_str(&change.uid) {
@@ -369,8 +490,11 @@ impl Replica {
                 Some(json) => match parse_json_entity(pack, &json) {
                     Ok(entity) => out.push(EntityChange::Upsert(Arc::new(entity))),
                     Err(message) => {
-                        self.freshness.record_invalid(1, false);
                         tracing::error!(uid = change.uid, %message, "entity in stream is invalid: not served");
+                        match refused.as_deref_mut() {
+                            Some(refused) => refused.push((change.uid, message)),
+                            None => self.freshness.record_invalid(1, false),
+                        }
                         out.push(EntityChange::Delete(uid));
                     }
                 },

@@ -12,6 +12,7 @@ use redis::Value;
 
 use super::keys::{decode_hash_value, KeyLayout};
 use super::script::{write_script, MAX_CHANGES_PER_WRITE};
+use super::supervise::{jittered, next_backoff, BACKOFF_START};
 use super::target::{Conn, RedisTarget};
 use super::SyncError;
 use crate::entities::StoredEntity;
@@ -19,6 +20,12 @@ use crate::entities::StoredEntity;
 /// Default approximate length the stream is trimmed to: replicas that fall
 /// further behind than this reload the snapshot instead of replaying.
 pub const DEFAULT_STREAM_MAXLEN: u64 = 100_000;
+
+/// Attempts of a write that a read-only server refuses (a master demoted to
+/// replica by a failover) before giving up: each reconnects, which with
+/// Sentinel asks it for the master again. Waits back off from 50 ms to 2 s
+/// (jittered): about 2.5 to 5 s in all.
+pub const READONLY_ATTEMPTS: u32 = 8;
 
 /// One entity to set or delete, in the form stored in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,10 +123,32 @@ impl RedisWriter {
                 .arg(&change.uid)
                 .arg(change.json.as_deref().unwrap_or(""));
         }
-        let mut conn = self.conn().await?;
-        let reply: (String, u64) = match invocation.invoke_async(&mut conn).await {
-            Ok(reply) => reply,
-            Err(error) => return Err(self.failed(error).await),
+        let mut backoff = BACKOFF_START;
+        let mut attempt = 1;
+        let reply: (String, u64) = loop {
+            let mut conn = self.conn().await?;
+            match invocation.invoke_async(&mut conn).await {
+                Ok(reply) => break reply,
+                // Refused before anything was written: reconnect and retry.
+                Err(error) if error.code() == Some("READONLY") => {
+                    *self.conn.lock().await = None;
+                    if attempt == READONLY_ATTEMPTS {
+                        return Err(SyncError::ReadOnly {
+                            target: self.target.display().to_string(),
+                            attempts: attempt,
+                        });
+                    }
+                    tracing::warn!(
+                        redis = self.target.display(),
+                        attempt,
+                        "redis refused a write as read-only (a replica); reconnecting"
+                    );
+                    tokio::time::sleep(jittered(backoff)).await;
+                    backoff = next_backoff(backoff);
+                    attempt += 1;
+                }
+                Err(error) => return Err(self.failed(error).await),
+            }
         };
         match reply {
             (status, revision) if status == "ok" => Ok(revision),

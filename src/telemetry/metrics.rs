@@ -85,6 +85,8 @@ pub struct Metrics {
     decision_log_rotation_failures: AtomicU64,
     sync_reconnects: AtomicU64,
     sync_reloads: AtomicU64,
+    sync_restarts: AtomicU64,
+    sync_malformed: AtomicU64,
     /// Unix time (ms) at which the last applied entity write was made; 0 = none.
     sync_last_write_ms: AtomicU64,
 }
@@ -196,6 +198,16 @@ impl Metrics {
     /// Counts a reconnect of an entity sync source.
     pub fn record_sync_reconnect(&self) {
         self.sync_reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a restart of a sync task that died (see `sync::supervise`).
+    pub fn record_sync_restart(&self) {
+        self.sync_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a malformed stream entry (skipped; the replica reloaded).
+    pub fn record_sync_malformed(&self) {
+        self.sync_malformed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a full snapshot reload of an entity sync source.
@@ -357,6 +369,20 @@ impl Metrics {
             "counter",
             "Full entity snapshot reloads.",
             self.sync_reloads.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "cedar_sync_restarts_total",
+            "counter",
+            "Restarts of a sync task that died (panicked or returned).",
+            self.sync_restarts.load(Ordering::Relaxed),
+        );
+        single(
+            &mut out,
+            "cedar_sync_malformed_entries_total",
+            "counter",
+            "Malformed change-stream entries skipped (each followed by a snapshot reload).",
+            self.sync_malformed.load(Ordering::Relaxed),
         );
         single(
             &mut out,

@@ -15,3 +15,4 @@ mod policy_tests;
 mod slice_equivalence;
 mod support;
 mod trust;
+mod watch;

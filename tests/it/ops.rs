@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use cedar_sidecar::engine::{PackSources, PolicyPack};
 use cedar_sidecar::http::{router, AdminToken, AppState};
+use cedar_sidecar::publisher::Publisher;
 use cedar_sidecar::reload::{watch, Reloader};
 use cedar_sidecar::state::{SharedState, Snapshot};
 use cedar_sidecar::telemetry::{
@@ -437,12 +438,16 @@ impl PackDir {
         }
     }
     fn app(&self, token: Option<&str>) -> (axum::Router, Arc<Reloader>, Arc<Metrics>) {
-        let shared = Arc::new(SharedState::ready(self.snapshot()));
+        let snapshot = self.snapshot();
+        let pack = snapshot.pack.clone();
+        let shared = Arc::new(SharedState::ready(snapshot));
         let mut state = AppState::new(shared.clone());
+        let publisher =
+            Publisher::start(shared, pack, state.freshness.clone(), state.metrics.clone());
         let reloader = Arc::new(Reloader::new(
             self.sources(),
             Some(self.path("entities.json")),
-            shared,
+            publisher,
             state.metrics.clone(),
         ));
         state.reloader = Some(reloader.clone());
@@ -487,7 +492,7 @@ async fn reload_applies_valid_edits_and_keeps_the_last_good_set_on_errors() {
 
     // A valid edit: the grant rule is gone.
     pack.edit("policies/docs.cedar", OWNERS_EDIT, "// owners may not edit");
-    reloader.reload_policies().unwrap();
+    reloader.reload_policies().await.unwrap();
     assert_eq!(decision(&app, ALICE_EDITS_PLAN).await, "Deny");
 
     // An invalid edit: refused, old decisions stay, the error is visible.
@@ -495,7 +500,7 @@ async fn reload_applies_valid_edits_and_keeps_the_last_good_set_on_errors() {
         "policies/broken.cedar",
         "permit (principal, action, resource)\nwhen { principal.nme == \"x\" };\n",
     );
-    let error = reloader.reload_policies().unwrap_err();
+    let error = reloader.reload_policies().await.unwrap_err();
     assert!(error.contains("broken.cedar:2:8"), "{error}");
     assert_eq!(decision(&app, ALICE_EDITS_PLAN).await, "Deny");
     let (_, _, status) = call(&app, "GET", "/v1/status", "", &[]).await;
@@ -519,7 +524,7 @@ async fn reload_applies_valid_edits_and_keeps_the_last_good_set_on_errors() {
     // Fixing the file recovers without a restart.
     std::fs::remove_file(pack.path("policies/broken.cedar")).unwrap();
     pack.edit("policies/docs.cedar", "// owners may not edit", OWNERS_EDIT);
-    reloader.reload_policies().unwrap();
+    reloader.reload_policies().await.unwrap();
     assert_eq!(decision(&app, ALICE_EDITS_PLAN).await, "Allow");
     let (_, _, status) = call(&app, "GET", "/v1/status", "", &[]).await;
     let status: Value = serde_json::from_str(&status).unwrap();
@@ -540,7 +545,7 @@ async fn a_schema_that_rejects_stored_entities_is_refused_naming_them() {
         "public: Bool",
         "public: Bool, title: String",
     );
-    let error = reloader.reload_policies().unwrap_err();
+    let error = reloader.reload_policies().await.unwrap_err();
     assert!(error.contains("Doc::\"plan\""), "{error}");
     assert!(error.contains("title"), "{error}");
     assert_eq!(call(&app, "GET", "/v1/policies", "", &[]).await.2, before);
@@ -557,7 +562,7 @@ async fn the_entities_file_reloads_too() {
         r#""attrs": {"owner": {"type": "User", "id": "alice"}, "public": false}"#,
         r#""attrs": {"owner": {"type": "User", "id": "bob"}, "public": false}"#,
     );
-    reloader.reload_entities().unwrap();
+    reloader.reload_entities().await.unwrap();
     assert_eq!(decision(&app, ALICE_EDITS_PLAN).await, "Deny");
     let (_, headers, _) = call(&app, "POST", "/v1/is_authorized", ALICE_EDITS_PLAN, &[]).await;
     assert_eq!(headers["x-cedar-revision"], "2");

@@ -2,7 +2,7 @@
 //! helpers tests share: entities, decisions, contents, polling.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,8 @@ use cedar_sidecar::engine::{PackSources, PolicyPack};
 use cedar_sidecar::entities::{parse_entity, StoredEntity};
 use cedar_sidecar::freshness::{Freshness, FreshnessPolicy};
 use cedar_sidecar::http::{router, AdminToken, AppState};
+use cedar_sidecar::publisher::Publisher;
+use cedar_sidecar::reload::Reloader;
 use cedar_sidecar::state::SharedState;
 use cedar_sidecar::sync::{
     EntityWrite, KeyLayout, RedisTarget, RedisWriter, Replica, TlsFiles, Topology,
@@ -56,6 +58,9 @@ pub struct SidecarOptions {
     pub admin_token: Option<String>,
     pub idle_check: Duration,
     pub tls: TlsFiles,
+    /// A folder with `policies/` and `schema/` to load the pack from and
+    /// reload (the state gets a reloader); the shipped pack when `None`.
+    pub pack_dir: Option<PathBuf>,
 }
 
 impl Default for SidecarOptions {
@@ -66,6 +71,38 @@ impl Default for SidecarOptions {
             admin_token: None,
             idle_check: Duration::from_millis(200),
             tls: TlsFiles::default(),
+            pack_dir: None,
+        }
+    }
+}
+
+/// The sources of a pack kept in `dir` (`policies/`, `schema/`).
+pub fn pack_sources(dir: &Path) -> PackSources {
+    PackSources {
+        policies: dir.join("policies"),
+        schema: dir.join("schema"),
+    }
+}
+
+/// A writable copy of the shipped pack (`policies/`, `schema/`).
+pub fn shipped_pack_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["policies", "schema"] {
+        copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
         }
     }
 }
@@ -78,6 +115,26 @@ pub fn sidecar(urls: &[String], options: SidecarOptions) -> Sidecar {
     let freshness = Arc::new(Freshness::tracked(options.policy));
     let mut state = AppState::new(shared.clone());
     state.freshness = freshness.clone();
+    let pack = match &options.pack_dir {
+        Some(dir) => Arc::new(
+            PolicyPack::load(&pack_sources(dir)).unwrap_or_else(|p| panic!("{}", p.render())),
+        ),
+        None => pack(),
+    };
+    let publisher = Publisher::start(
+        shared.clone(),
+        pack,
+        freshness.clone(),
+        state.metrics.clone(),
+    );
+    if let Some(dir) = &options.pack_dir {
+        state.reloader = Some(Arc::new(Reloader::new(
+            pack_sources(dir),
+            None,
+            publisher.clone(),
+            state.metrics.clone(),
+        )));
+    }
     if let Some(token) = options.admin_token {
         state.admin_token = Some(Arc::new(AdminToken::new(token)));
         state.entity_writer = Some(Arc::new(RedisWriter::new(
@@ -89,8 +146,7 @@ pub fn sidecar(urls: &[String], options: SidecarOptions) -> Sidecar {
     let task = Replica {
         target,
         keys: KeyLayout::default(),
-        shared: shared.clone(),
-        pack: pack(),
+        publisher,
         freshness: freshness.clone(),
         idle_check: options.idle_check,
         metrics: state.metrics.clone(),

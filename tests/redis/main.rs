@@ -10,6 +10,8 @@ mod cases;
 mod harness;
 mod pki;
 mod proxy;
+mod reload;
+mod robust;
 mod sentinel;
 mod server;
 mod tls;
