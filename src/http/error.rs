@@ -31,6 +31,9 @@ pub enum ApiError {
         /// What the client sent.
         got: usize,
     },
+    /// The body did not arrive within the body read timeout.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// The body is larger than the configured limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -94,6 +97,7 @@ impl ApiError {
             }
             Self::InvalidEntity(_) => (StatusCode::BAD_REQUEST, "invalid_entity"),
             Self::BatchTooLarge { .. } => (StatusCode::BAD_REQUEST, "batch_too_large"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

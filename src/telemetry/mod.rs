@@ -8,4 +8,4 @@ pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
     DecisionRecord,
 };
-pub use metrics::{Endpoint, Metrics, SnapshotGauges};
+pub use metrics::{ConnectionTimeout, Endpoint, Listener, Metrics, SnapshotGauges};

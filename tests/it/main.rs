@@ -4,9 +4,11 @@
 mod bench_http;
 mod cli;
 mod conform_equivalence;
+mod connections;
 mod engine;
 mod http;
 mod ops;
 mod policy_tests;
+mod raw_http;
 mod slice_equivalence;
 mod support;
