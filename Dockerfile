@@ -17,10 +17,16 @@ COPY policies ./policies
 COPY schema ./schema
 COPY demo ./demo
 USER 10001
-# Listen on all interfaces: in a pod, the kubelet probes the pod IP.
-ENV CEDAR_SIDECAR_LISTEN=0.0.0.0:8180
-EXPOSE 8180
+# Decisions on all interfaces, for peers that call this container over the
+# network (as a pod sidecar, set CEDAR_SIDECAR_LISTEN=127.0.0.1:8180 so only
+# the pod's own containers reach them: deploy/kubernetes/sidecar-pod.yaml).
+# Probes and metrics on their own listener, which serves nothing else: the
+# kubelet probes the pod IP, and a flood of decision connections cannot
+# starve the health check.
+ENV CEDAR_SIDECAR_LISTEN=0.0.0.0:8180 \
+    CEDAR_SIDECAR_PROBE_LISTEN=0.0.0.0:8181
+EXPOSE 8180 8181
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-  CMD ["cedar-sidecar", "probe", "--path", "/healthz"]
+  CMD ["cedar-sidecar", "probe", "--address", "127.0.0.1:8181", "--path", "/healthz"]
 ENTRYPOINT ["cedar-sidecar"]
 CMD ["serve"]

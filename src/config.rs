@@ -15,7 +15,7 @@ use crate::engine::{
     PackSources, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 use crate::freshness::FreshnessPolicy;
-use crate::http::HttpLimits;
+use crate::http::{ConnectionLimits, HttpLimits};
 use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, TlsFiles, Topology};
 use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
 
@@ -86,6 +86,10 @@ pub struct ServeFlags {
     /// Address to listen on [default: 127.0.0.1:8180].
     #[arg(long, env = "CEDAR_SIDECAR_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Also serve /healthz, /readyz and /metrics, and nothing else, on this
+    /// address (for probes on 0.0.0.0 while decisions stay on loopback) [default: none].
+    #[arg(long, env = "CEDAR_SIDECAR_PROBE_LISTEN")]
+    pub probe_listen: Option<SocketAddr>,
     /// Largest accepted request body in bytes [default: 1048576].
     #[arg(long, env = "CEDAR_SIDECAR_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -98,9 +102,30 @@ pub struct ServeFlags {
     /// Per-request timeout in milliseconds [default: 2000].
     #[arg(long, env = "CEDAR_SIDECAR_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
-    /// How long shutdown waits for in-flight requests, in milliseconds [default: 10000].
+    /// A request body must arrive within this many ms, else 408 `body_timeout` [default: 1000].
+    #[arg(long, env = "CEDAR_SIDECAR_BODY_READ_TIMEOUT_MS")]
+    pub body_read_timeout_ms: Option<u64>,
+    /// A request head (request line and headers) must be complete this many ms
+    /// after its first byte, else the connection is closed [default: 5000].
+    #[arg(long, env = "CEDAR_SIDECAR_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// A connection with no request in progress is closed after this many ms [default: 60000].
+    #[arg(long, env = "CEDAR_SIDECAR_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open connections per listener; past it, new ones are closed at once [default: 4096].
+    #[arg(long, env = "CEDAR_SIDECAR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request head (request line and headers) in bytes; larger is 431 [default: 16384].
+    #[arg(long, env = "CEDAR_SIDECAR_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Bound on the whole shutdown after SIGTERM/SIGINT (delay, in-flight
+    /// requests, decision-log flush), in milliseconds [default: 10000].
     #[arg(long, env = "CEDAR_SIDECAR_SHUTDOWN_TIMEOUT_MS")]
     pub shutdown_timeout_ms: Option<u64>,
+    /// On SIGTERM/SIGINT, /readyz answers 503 for this many ms, everything
+    /// else still served, before the listeners close [default: 0].
+    #[arg(long, env = "CEDAR_SIDECAR_SHUTDOWN_DELAY_MS")]
+    pub shutdown_delay_ms: Option<u64>,
     /// File holding the admin token (or set CEDAR_SIDECAR_ADMIN_TOKEN).
     #[arg(long, env = "CEDAR_SIDECAR_ADMIN_TOKEN_FILE")]
     pub admin_token_file: Option<PathBuf>,
@@ -166,11 +191,18 @@ pub struct ConfigFile {
     schema: Option<PathBuf>,
     entities: Option<PathBuf>,
     listen: Option<SocketAddr>,
+    probe_listen: Option<SocketAddr>,
     max_body_bytes: Option<usize>,
     max_batch: Option<usize>,
     max_concurrency: Option<usize>,
     request_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_header_bytes: Option<usize>,
     shutdown_timeout_ms: Option<u64>,
+    shutdown_delay_ms: Option<u64>,
     admin_token_file: Option<PathBuf>,
     log_format: Option<LogFormat>,
     watch: Option<bool>,
@@ -269,12 +301,20 @@ pub struct ServeConfig {
     pub entities: PathBuf,
     /// Listen address.
     pub listen: SocketAddr,
-    /// Request size limits, timeout and concurrency.
+    /// The probe-only listener, if any.
+    pub probe_listen: Option<SocketAddr>,
+    /// Request size limits, timeouts and concurrency.
     #[serde(flatten)]
     pub limits: HttpLimits,
-    /// Bound on draining in-flight requests at shutdown.
+    /// What one connection may hold: header and idle timeouts, the cap.
+    #[serde(flatten)]
+    pub connections: ConnectionLimits,
+    /// Bound on the whole shutdown, from the signal to exit.
     #[serde(with = "millis")]
     pub shutdown_timeout: Duration,
+    /// How long `/readyz` fails before the listeners close.
+    #[serde(with = "millis")]
+    pub shutdown_delay: Duration,
     /// The admin token, if configured (never printed).
     #[serde(serialize_with = "redacted")]
     pub admin_token: Option<String>,
@@ -366,6 +406,7 @@ impl ServeConfig {
                 file.listen,
                 SocketAddr::from(([127, 0, 0, 1], 8180)),
             ),
+            probe_listen: flags.probe_listen.or(file.probe_listen),
             limits: HttpLimits {
                 max_body_bytes: pick(&flags.max_body_bytes, file.max_body_bytes, 1024 * 1024),
                 max_batch: pick(&flags.max_batch, file.max_batch, 100),
@@ -375,11 +416,35 @@ impl ServeConfig {
                     file.request_timeout_ms,
                     2000,
                 )),
+                body_read_timeout: Duration::from_millis(pick(
+                    &flags.body_read_timeout_ms,
+                    file.body_read_timeout_ms,
+                    1000,
+                )),
+            },
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_millis(pick(
+                    &flags.header_read_timeout_ms,
+                    file.header_read_timeout_ms,
+                    5000,
+                )),
+                idle_timeout: Duration::from_millis(pick(
+                    &flags.idle_timeout_ms,
+                    file.idle_timeout_ms,
+                    60_000,
+                )),
+                max_connections: pick(&flags.max_connections, file.max_connections, 4096),
+                max_header_bytes: pick(&flags.max_header_bytes, file.max_header_bytes, 16 * 1024),
             },
             shutdown_timeout: Duration::from_millis(pick(
                 &flags.shutdown_timeout_ms,
                 file.shutdown_timeout_ms,
                 10_000,
+            )),
+            shutdown_delay: Duration::from_millis(pick(
+                &flags.shutdown_delay_ms,
+                file.shutdown_delay_ms,
+                0,
             )),
             admin_token,
             log_format: pick(&flags.log_format, file.log_format, LogFormat::Human),
@@ -448,10 +513,35 @@ impl ServeConfig {
         positive("max_body_bytes", self.limits.max_body_bytes as u64)?;
         positive("max_batch", self.limits.max_batch as u64)?;
         positive("max_concurrency", self.limits.max_concurrency as u64)?;
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        positive("request_timeout_ms", millis(self.limits.request_timeout))?;
         positive(
-            "request_timeout_ms",
-            self.limits.request_timeout.as_millis() as u64,
+            "body_read_timeout_ms",
+            millis(self.limits.body_read_timeout),
         )?;
+        positive(
+            "header_read_timeout_ms",
+            millis(self.connections.header_read_timeout),
+        )?;
+        positive("idle_timeout_ms", millis(self.connections.idle_timeout))?;
+        positive("max_connections", self.connections.max_connections as u64)?;
+        positive("max_header_bytes", self.connections.max_header_bytes as u64)?;
+        positive("shutdown_timeout_ms", millis(self.shutdown_timeout))?;
+        if self.shutdown_delay >= self.shutdown_timeout {
+            return Err(ConfigError::Value {
+                key: "shutdown_delay_ms",
+                message: format!(
+                    "must be less than `shutdown_timeout_ms` ({} ms), which bounds the whole shutdown",
+                    millis(self.shutdown_timeout)
+                ),
+            });
+        }
+        if self.probe_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::Value {
+                key: "probe_listen",
+                message: format!("must differ from `listen` ({})", self.listen),
+            });
+        }
         positive(
             "decision_log.sample_allows",
             self.decision_log.sample_allows,

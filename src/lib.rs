@@ -11,7 +11,9 @@
 //!   reloads and entity sources send it typed events.
 //! - [`reload`]: hot reload of policies, schema and the entities file.
 //! - [`telemetry`]: Prometheus metrics and the decision log.
-//! - [`http`]: the axum API; wire types and the error table live here only.
+//! - [`http`]: the axum API and the server under it (our accept loop on
+//!   hyper: connection limits, probe listener, shutdown); wire types and the
+//!   error table live here only.
 //! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
 //!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
 //! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `entities`, `bench`).

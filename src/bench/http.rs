@@ -16,8 +16,9 @@ use super::gen::{generate, request_json};
 use super::loadgen::{self, LoadResult, LoadShape, Target};
 use crate::engine::PolicyPack;
 use crate::entities::EntityMap;
-use crate::http::{router_with, without_delay, AppState};
+use crate::http::{router_with, AppState, ConnectionLimits, Server};
 use crate::state::{SharedState, Snapshot};
+use crate::telemetry::Listener;
 
 /// The path of the bench-only no-op route.
 pub const NOOP_PATH: &str = "/bench/noop";
@@ -152,14 +153,17 @@ pub fn run_http_bench(
     let server = server.build()?;
     let listener = server.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = server.spawn(async move {
-        axum::serve(without_delay(listener), bench_router(state))
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    // The production accept loop and connection handling, as `serve` runs them.
+    let lifecycle = state.lifecycle.clone();
+    let serving = Server::new(
+        ConnectionLimits::default(),
+        state.metrics.clone(),
+        lifecycle.clone(),
+    );
+    {
+        let _runtime = server.enter();
+        serving.spawn(listener, Listener::Api, bench_router(state));
+    }
 
     // The load generator gets its own single-threaded runtime, on this
     // thread (its pacing thread inherits this thread's core).
@@ -224,8 +228,8 @@ pub fn run_http_bench(
     let batch_one_client = closed("/v1/is_authorized/batch", &batches, 1)?;
     progress(&line("batch of 100, one client", &batch_one_client));
 
-    let _ = stop.send(());
-    let _ = server.block_on(serving);
+    lifecycle.stop();
+    server.block_on(serving.finished(std::time::Instant::now() + Duration::from_secs(5)));
     Ok(HttpBenchReport {
         entities,
         connections: config.connections,

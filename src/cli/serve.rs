@@ -1,12 +1,15 @@
 //! `cedar-sidecar serve`: load, validate, then answer decisions over HTTP;
-//! reload on file changes and SIGHUP; drain and flush on SIGTERM/SIGINT.
+//! reload on file changes and SIGHUP; drain and flush on SIGTERM/SIGINT
+//! (`/readyz` fails for `shutdown_delay`, the listeners close, in-flight
+//! requests finish, the decision log is flushed; `shutdown_timeout` bounds
+//! it all).
 //! Entities come from the entities file, or with `--redis-url` from Redis:
 //! a replica task keeps them current and `/readyz` is 503 until the first
 //! snapshot.
 
-use std::net::SocketAddr;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 
@@ -15,13 +18,14 @@ use crate::engine::{PolicyPack, RequestEntityMode, RequestEntityPolicy};
 use crate::entities::{load_entities_file, EntityMap};
 use crate::freshness::Freshness;
 use crate::http::{
-    router, warn_if_short, without_delay, AdminToken, AppState, CallerTokens, CpuPool,
+    probe_router, router, warn_if_short, AdminToken, AppState, CallerTokens, CpuPool, Lifecycle,
+    Server,
 };
 use crate::publisher::Publisher;
 use crate::reload::{watch, Reloader};
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
-use crate::telemetry::{DecisionLog, Metrics};
+use crate::telemetry::{DecisionLog, Listener, Metrics};
 
 /// Arguments of `serve`.
 #[derive(Debug, Args)]
@@ -139,7 +143,12 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         trust: Arc::new(trust),
         callers,
     };
-    match runtime.block_on(serve(config, &redis, &sync, source, guards)) {
+    let result = runtime.block_on(serve(config, &redis, &sync, source, guards));
+    // Whatever is still running (connections past the shutdown bound, a
+    // decision-log flush that did not finish) is not waited for: the bound
+    // has been honoured.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("error: {error}");
@@ -225,10 +234,11 @@ async fn serve(
         decision_log.clone(),
         guards.callers.clone(),
     );
+    let lifecycle = Arc::new(Lifecycle::default());
     let state = AppState {
         shared,
         limits: config.limits,
-        metrics,
+        metrics: metrics.clone(),
         decision_log: decision_log.clone(),
         admin_token: config
             .admin_token
@@ -243,33 +253,62 @@ async fn serve(
         callers: guards.callers,
         min_entities: config.min_entities,
         cpu: Arc::new(CpuPool::for_this_machine()),
+        lifecycle: lifecycle.clone(),
     };
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
-    tracing::info!(address = %listener.local_addr()?, "serving decisions");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(without_delay(listener), app).with_graceful_shutdown(async move {
-        shutdown_signal().await;
-        let _ = drain_tx.send(());
-    });
-    let drain_bound = config.shutdown_timeout;
-    let result = tokio::select! {
-        result = server => result,
-        () = async {
-            // Once shutdown starts, in-flight requests get `drain_bound` to finish.
-            if drain_rx.await.is_ok() {
-                tokio::time::sleep(drain_bound).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        } => {
-            tracing::warn!(bound_ms = drain_bound.as_millis() as u64, "in-flight requests did not finish in time");
-            Ok(())
-        }
+    // Signals are caught from here on, before anyone can connect.
+    let signal = shutdown_signal()?;
+    let api = tokio::net::TcpListener::bind(config.listen).await?;
+    let probes = match config.probe_listen {
+        Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
+        None => None,
     };
-    decision_log.shutdown();
+    let server = Server::new(config.connections, metrics, lifecycle.clone());
+    tracing::info!(address = %api.local_addr()?, "serving decisions");
+    server.spawn(api, Listener::Api, router(state.clone()));
+    if let Some(probes) = probes {
+        tracing::info!(address = %probes.local_addr()?, "serving probes (/healthz, /readyz, /metrics)");
+        server.spawn(probes, Listener::Probe, probe_router(state));
+    }
+    signal.await;
+    let deadline = Instant::now() + config.shutdown_timeout;
+    lifecycle.drain();
+    if !config.shutdown_delay.is_zero() {
+        tracing::info!(
+            delay_ms = millis(config.shutdown_delay),
+            "shutting down: /readyz answers 503 while requests are still served"
+        );
+        tokio::time::sleep_until(deadline.min(Instant::now() + config.shutdown_delay).into()).await;
+    }
+    lifecycle.stop();
+    tracing::info!("stopped accepting connections; finishing in-flight requests");
+    if !server.finished(deadline).await {
+        tracing::warn!(
+            bound_ms = millis(config.shutdown_timeout),
+            "requests still in flight at the shutdown bound; their connections are closed"
+        );
+    }
+    flush_decision_log(decision_log, deadline).await;
     tracing::info!("stopped");
-    result
+    Ok(())
+}
+
+/// Flushes the decision log on a blocking thread, waiting no later than
+/// `deadline` (a sink that blocks, such as a full pipe, must not hold the
+/// process past its shutdown bound).
+async fn flush_decision_log(decision_log: Arc<DecisionLog>, deadline: Instant) {
+    let flush = tokio::task::spawn_blocking(move || decision_log.shutdown());
+    if tokio::time::timeout_at(deadline.into(), flush)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the decision log was not flushed within the shutdown bound; exiting anyway"
+        );
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 type Started = (
@@ -345,26 +384,27 @@ fn spawn_sighup_reloader(
     let _ = (reloader, decision_log, callers);
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed
+/// when this is called, not when it is first awaited.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down: no new connections; finishing in-flight requests");
+    #[cfg(not(unix))]
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
 }
 
 /// Application logs (not the decision log) on stderr, `RUST_LOG` filters.

@@ -38,6 +38,9 @@ pub enum ApiError {
         /// What the client sent.
         got: usize,
     },
+    /// The body did not arrive within the body read timeout.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
     /// The body is larger than the configured limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -103,6 +106,7 @@ impl ApiError {
             Self::RequestEntities(error) => (StatusCode::BAD_REQUEST, request_entity_code(error)),
             Self::CallerUnauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::BatchTooLarge { .. } => (StatusCode::BAD_REQUEST, "batch_too_large"),
+            Self::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

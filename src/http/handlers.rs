@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
 };
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
 use crate::reload::now_rfc3339;
 use crate::state::Snapshot;
@@ -186,8 +186,17 @@ pub async fn healthz() -> Response {
 
 /// `GET /readyz`: 200 once policies, schema and entities are loaded and the
 /// entity source is in contact (or `serve_stale` is on); 503 otherwise, with
-/// the reasons.
+/// the reasons. 503 `draining` from SIGTERM on, so traffic moves elsewhere
+/// while in-flight requests finish.
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.lifecycle.phase() != Phase::Serving {
+        let reason = "shutting down: new requests should go elsewhere";
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "draining", "reason": reason, "reasons": [reason] })),
+        )
+            .into_response();
+    }
     let report = state.freshness.report();
     let policy = state.freshness.policy();
     let sync = json!({

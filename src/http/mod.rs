@@ -1,15 +1,20 @@
-//! The HTTP API (axum). Handlers are thin: they turn wire types into engine
-//! calls and engine results into wire types. This module owns every serde
-//! type the API exposes and the one table that maps errors to responses.
+//! The HTTP API (axum) and the server under it (hyper, our accept loop).
+//! Handlers are thin: they turn wire types into engine calls and engine
+//! results into wire types. This module owns every serde type the API
+//! exposes and the one table that maps errors to responses.
 
 mod admin;
+mod body;
 mod callers;
+mod connection;
 mod cpu_pool;
 mod entities_admin;
 mod error;
 mod handlers;
 mod json;
+mod lifecycle;
 mod middleware;
+pub mod server;
 mod status;
 mod tokens;
 mod wire;
@@ -27,7 +32,9 @@ pub use admin::AdminToken;
 pub use cpu_pool::CpuPool;
 pub use error::ApiError;
 pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
+pub use lifecycle::{Lifecycle, Phase};
 pub use middleware::REQUEST_ID_HEADER;
+pub use server::{ConnectionLimits, Server};
 pub use tokens::{
     presented_bearer, warn_if_short, CallerTokens, TokenFileError, TokenSet, MIN_TOKEN_BYTES,
 };
@@ -52,6 +59,10 @@ pub struct HttpLimits {
     /// A request taking longer is answered 503 `timeout`.
     #[serde(serialize_with = "as_millis")]
     pub request_timeout: Duration,
+    /// A body taking longer to arrive is answered 408 `body_timeout`; it is
+    /// read before the request takes a concurrency slot.
+    #[serde(serialize_with = "as_millis")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -61,6 +72,7 @@ impl Default for HttpLimits {
             max_batch: 100,
             max_concurrency: 1024,
             request_timeout: Duration::from_secs(2),
+            body_read_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -102,6 +114,8 @@ pub struct AppState {
     pub min_entities: usize,
     /// Where request-entity parsing and batch parts run.
     pub cpu: Arc<CpuPool>,
+    /// Serving, draining or stopping: `/readyz` fails from draining on.
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl AppState {
@@ -124,24 +138,8 @@ impl AppState {
             callers: None,
             min_entities: 0,
             cpu: Arc::new(CpuPool::for_this_machine()),
+            lifecycle: Arc::new(Lifecycle::default()),
         }
-    }
-}
-
-/// The listener the API is served from: every accepted connection gets
-/// `TCP_NODELAY`. Answers are small and awaited; without it, Nagle's
-/// algorithm can hold an answer until the peer acknowledges the previous
-/// one, and the peer may delay that acknowledgement by tens of milliseconds.
-pub fn without_delay(
-    listener: tokio::net::TcpListener,
-) -> axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(set_nodelay)
-}
-
-fn set_nodelay(stream: &mut tokio::net::TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
     }
 }
 
@@ -149,6 +147,10 @@ fn set_nodelay(stream: &mut tokio::net::TcpStream) {
 ///
 /// The overload guard (concurrency limit with load shedding, and the request
 /// timeout) wraps the whole API once, so the limit is global, not per route.
+/// The probes (`/healthz`, `/readyz`, `/metrics`) are outside it: they are
+/// never shed and never cut by the request timeout, so an overloaded sidecar
+/// is not restarted for being busy. Bodies are read before the guard
+/// (`body.rs`).
 pub fn router(state: AppState) -> Router {
     router_with(state, Router::new())
 }
@@ -188,9 +190,6 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let api = routes
         .merge(decisions)
         .route("/v1/admin/reload", post(admin::reload))
-        .route("/metrics", get(status::metrics))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::tag_route))
@@ -202,8 +201,34 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .concurrency_limit(limits.max_concurrency)
         .timeout(limits.request_timeout)
         .service(api);
+    outer_layers(probes(state.clone()).fallback_service(guarded), state)
+}
+
+/// Only the probes, for the probe listener: a kubelet can reach it on any
+/// interface without reaching decisions or admin endpoints.
+pub fn probe_router(state: AppState) -> Router {
+    outer_layers(probes(state.clone()).fallback(handlers::not_found), state)
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+fn probes(state: AppState) -> Router {
     Router::new()
-        .fallback_service(guarded)
+        .route("/metrics", get(status::metrics))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .route_layer(axum::middleware::from_fn(middleware::tag_route))
+        .with_state(state)
+}
+
+/// What every request passes first: request id, response counting, then
+/// the body read under its deadline.
+fn outer_layers(routes: Router, state: AppState) -> Router {
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            body::BodyReader::new(&state.limits),
+            body::read_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state,
             middleware::count_responses,

@@ -62,6 +62,48 @@ impl DecisionLogLoss {
     }
 }
 
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The API (decisions, and the probes too).
+    Api,
+    /// The probe listener: `/healthz`, `/readyz`, `/metrics` only.
+    Probe,
+}
+
+impl Listener {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Probe => "probe",
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self == Self::Probe)
+    }
+}
+
+/// Why a connection was cut by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionTimeout {
+    /// A request head was not complete in time (slowloris).
+    Header,
+    /// No request in progress for too long.
+    Idle,
+}
+
+impl ConnectionTimeout {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Idle => "idle",
+        }
+    }
+}
+
 /// Every metric the sidecar exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -89,6 +131,12 @@ pub struct Metrics {
     sync_malformed: AtomicU64,
     /// Unix time (ms) at which the last applied entity write was made; 0 = none.
     sync_last_write_ms: AtomicU64,
+    /// Open connections, by listener.
+    connections_open: [AtomicU64; 2],
+    /// Connections closed at once because the listener was at its cap.
+    connections_rejected: [AtomicU64; 2],
+    /// Connections cut by a timeout: [listener] x [header, idle].
+    connections_timed_out: [[AtomicU64; 2]; 2],
 }
 
 /// Values read from the current snapshot when metrics are rendered.
@@ -221,6 +269,35 @@ impl Metrics {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         self.sync_last_write_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A connection was accepted and is being served.
+    pub fn record_connection_opened(&self, listener: Listener) {
+        self.connections_open[listener.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served connection closed.
+    pub fn record_connection_closed(&self, listener: Listener) {
+        self.connections_open[listener.index()].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection was closed at once: the listener was at its cap.
+    pub fn record_connection_rejected(&self, listener: Listener) {
+        self.connections_rejected[listener.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The server cut a connection that timed out.
+    pub fn record_connection_timeout(&self, listener: Listener, timeout: ConnectionTimeout) {
+        let column = usize::from(timeout == ConnectionTimeout::Idle);
+        self.connections_timed_out[listener.index()][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections open now, on all listeners.
+    pub fn connections_open(&self) -> u64 {
+        self.connections_open
+            .iter()
+            .map(|open| open.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Prometheus text exposition format (version 0.0.4).
@@ -370,6 +447,7 @@ impl Metrics {
             "Full entity snapshot reloads.",
             self.sync_reloads.load(Ordering::Relaxed),
         );
+        self.render_connections(&mut out);
         single(
             &mut out,
             "cedar_sync_restarts_total",
@@ -420,6 +498,60 @@ impl Metrics {
             self.decision_log_rotation_failures(),
         );
         out
+    }
+}
+
+impl Metrics {
+    fn render_connections(&self, out: &mut String) {
+        let listeners = [Listener::Api, Listener::Probe];
+        header(
+            out,
+            "cedar_http_connections_open",
+            "gauge",
+            "Open HTTP connections, by listener.",
+        );
+        for listener in listeners {
+            let _ = writeln!(
+                out,
+                "cedar_http_connections_open{{listener=\"{}\"}} {}",
+                listener.label(),
+                self.connections_open[listener.index()].load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "cedar_http_connections_rejected_total",
+            "counter",
+            "Connections closed at once because the listener had max_connections open.",
+        );
+        for listener in listeners {
+            let _ = writeln!(
+                out,
+                "cedar_http_connections_rejected_total{{listener=\"{}\"}} {}",
+                listener.label(),
+                self.connections_rejected[listener.index()].load(Ordering::Relaxed)
+            );
+        }
+        header(
+            out,
+            "cedar_http_connections_timed_out_total",
+            "counter",
+            "Connections cut by the server: a request head not complete in time (header) or no request for too long (idle).",
+        );
+        for listener in listeners {
+            for (column, timeout) in [ConnectionTimeout::Header, ConnectionTimeout::Idle]
+                .into_iter()
+                .enumerate()
+            {
+                let _ = writeln!(
+                    out,
+                    "cedar_http_connections_timed_out_total{{listener=\"{}\",timeout=\"{}\"}} {}",
+                    listener.label(),
+                    timeout.label(),
+                    self.connections_timed_out[listener.index()][column].load(Ordering::Relaxed)
+                );
+            }
+        }
     }
 }
 

@@ -9,5 +9,7 @@ pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
     DecisionRecord, RequestEntityRecord,
 };
-pub use metrics::{DecisionLogLoss, Endpoint, Metrics, SnapshotGauges};
+pub use metrics::{
+    ConnectionTimeout, DecisionLogLoss, Endpoint, Listener, Metrics, SnapshotGauges,
+};
 pub use rate_limit::RateLimit;

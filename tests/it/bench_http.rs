@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::serve::Listener;
 use cedar_sidecar::bench::http::{run_http_bench, HttpBenchConfig, HttpBenchError};
 use cedar_sidecar::engine::PolicyPack;
 
@@ -68,12 +67,13 @@ fn pinning_needs_two_cores_and_then_works() {
 }
 
 #[tokio::test]
-async fn the_api_listener_sets_tcp_nodelay() {
+async fn accepted_connections_get_tcp_nodelay() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut listener = cedar_sidecar::http::without_delay(listener);
     let client = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (accepted, _) = listener.accept().await;
+    let (accepted, _) = listener.accept().await.unwrap();
+    assert!(!accepted.nodelay().unwrap());
+    cedar_sidecar::http::server::without_delay(&accepted);
     assert!(accepted.nodelay().unwrap());
     drop(client);
 }

@@ -4,6 +4,7 @@
 mod bench_http;
 mod cli;
 mod conform_equivalence;
+mod connections;
 mod decision_log;
 mod docs;
 mod engine;
@@ -12,6 +13,7 @@ mod http;
 mod loopback;
 mod ops;
 mod policy_tests;
+mod raw_http;
 mod slice_equivalence;
 mod support;
 mod trust;

@@ -711,7 +711,7 @@ fn print_config_shows_precedence_and_redacts_secrets() {
     let file = dir.path().join("sidecar.toml");
     std::fs::write(
         &file,
-        "listen = \"127.0.0.1:9001\"\nmax_batch = 7\nmax_body_bytes = 2048\n[decision_log]\nsink = \"stdout\"\nmask = [\"password\"]\n[redis]\nurl = [\"redis://app:hunter2@10.1.2.3:6379\"]\nprefix = \"authz\"\nstale_after_ms = 5000\n",
+        "listen = \"127.0.0.1:9001\"\nmax_batch = 7\nmax_body_bytes = 2048\nidle_timeout_ms = 30000\n[decision_log]\nsink = \"stdout\"\nmask = [\"password\"]\n[redis]\nurl = [\"redis://app:hunter2@10.1.2.3:6379\"]\nprefix = \"authz\"\nstale_after_ms = 5000\n",
     )
     .unwrap();
     let output = sidecar()
@@ -722,6 +722,8 @@ fn print_config_shows_precedence_and_redacts_secrets() {
         .env("CEDAR_SIDECAR_MAX_BODY_BYTES", "4096")
         .env("CEDAR_SIDECAR_ADMIN_TOKEN", "very-secret")
         .env("CEDAR_SIDECAR_REDIS_PARTITION", "p7")
+        .env("CEDAR_SIDECAR_PROBE_LISTEN", "0.0.0.0:8181")
+        .args(["--shutdown-delay-ms", "3000"])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
@@ -741,6 +743,18 @@ fn print_config_shows_precedence_and_redacts_secrets() {
         "file beats default: {text}"
     );
     assert!(text.contains("max_concurrency = 1024"), "default: {text}");
+    for line in [
+        "probe_listen = \"0.0.0.0:8181\"",
+        "idle_timeout = \"30000ms\"",
+        "shutdown_delay = \"3000ms\"",
+        "header_read_timeout = \"5000ms\"",
+        "body_read_timeout = \"1000ms\"",
+        "max_connections = 4096",
+        "max_header_bytes = 16384",
+        "shutdown_timeout = \"10000ms\"",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
     assert!(text.contains("password"), "{text}");
     assert!(
         text.contains("[redacted]") && !text.contains("very-secret"),
@@ -757,6 +771,16 @@ fn invalid_configuration_names_the_key() {
         (
             "[decision_log]\nsample_allows = 0\n",
             "decision_log.sample_allows",
+        ),
+        ("header_read_timeout_ms = 0\n", "header_read_timeout_ms"),
+        ("idle_timeout_ms = 0\n", "idle_timeout_ms"),
+        ("body_read_timeout_ms = 0\n", "body_read_timeout_ms"),
+        ("max_connections = 0\n", "max_connections"),
+        ("max_header_bytes = 0\n", "max_header_bytes"),
+        ("shutdown_delay_ms = 10000\n", "shutdown_delay_ms"),
+        (
+            "listen = \"127.0.0.1:9000\"\nprobe_listen = \"127.0.0.1:9000\"\n",
+            "probe_listen",
         ),
     ];
     for (text, key) in cases {
@@ -881,8 +905,7 @@ fn a_configmap_mount_loads_each_policy_once() {
     assert_eq!(files.policy_count(), 1);
 }
 
-/// A request body that sends a little, then never finishes: it holds its
-/// concurrency slot until the request timeout ends it.
+/// A request body that sends a little, then never finishes.
 fn stalled_request() -> Request<Body> {
     let first = futures_util::stream::once(async {
         Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"{\"principal\":"))
@@ -895,38 +918,171 @@ fn stalled_request() -> Request<Body> {
         .unwrap()
 }
 
+/// A decision that waits for an entity revision that never comes: it holds
+/// its concurrency slot for the whole consistency wait.
+fn waiting_request() -> Request<Body> {
+    let body = PAULA_USES_PROD.replacen('{', r#"{"consistency":{"at_least":99},"#, 1);
+    Request::builder()
+        .method("POST")
+        .uri("/v1/is_authorized")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+/// The shipped state, where a consistency wait lasts `wait`.
+fn state_with_wait(wait: Duration) -> AppState {
+    let mut state = AppState::new(shipped_state());
+    let policy = cedar_sidecar::freshness::FreshnessPolicy {
+        max_wait: wait,
+        ..Default::default()
+    };
+    state.freshness = Arc::new(cedar_sidecar::freshness::Freshness::untracked(policy, 1));
+    state
+}
+
+fn render(metrics: &Metrics) -> String {
+    metrics.render(&cedar_sidecar::telemetry::SnapshotGauges {
+        policy_version: "v",
+        entities: 0,
+        revision: 0,
+        policies: 0,
+        min_entities: 0,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_and_timeouts_answer_503_with_json() {
-    let mut state = AppState::new(shipped_state());
+    let mut state = state_with_wait(Duration::from_secs(30));
     state.limits.max_concurrency = 1;
     state.limits.request_timeout = Duration::from_millis(400);
     let metrics = state.metrics.clone();
     let app = router(state);
-    let slow = tokio::spawn(app.clone().oneshot(stalled_request()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The only slot is taken: shed, do not queue.
-    let (status, _, body) = call(&app, "POST", "/v1/is_authorized", PAULA_USES_PROD, &[]).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+    let mut slow = tokio::spawn(app.clone().oneshot(waiting_request()));
+    // Once the waiting request holds the only slot, others are shed, not
+    // queued. Until then a check may take the slot first and be answered,
+    // and the waiting request be the one shed: then it is sent again.
+    let (mut early_answers, mut shed_waiting) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, _, body) = call(&app, "POST", "/v1/is_authorized", PAULA_USES_PROD, &[]).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+            break;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        early_answers += 1;
+        if slow.is_finished() {
+            let response = slow.await.unwrap().unwrap();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            shed_waiting += 1;
+            slow = tokio::spawn(app.clone().oneshot(waiting_request()));
+        }
+        assert!(Instant::now() < deadline, "the slot was never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The probes are outside the guard: never shed.
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _, body) = call(&app, "GET", probe, "", &[]).await;
+        assert_eq!(status, StatusCode::OK, "{probe}: {body}");
+    }
     let response = slow.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("\"code\":\"timeout\""));
     // The slot is free again.
     assert_eq!(decision(&app, PAULA_USES_PROD).await, "Allow");
-    let text = metrics.render(&cedar_sidecar::telemetry::SnapshotGauges {
-        policy_version: "v",
-        entities: 0,
-        revision: 0,
-        policies: 0,
-        min_entities: 0,
-    });
+    let text = render(&metrics);
+    let shed = format!(
+        r#"cedar_http_requests_total{{route="unmatched",status="503"}} {}"#,
+        2 + shed_waiting
+    );
+    assert!(text.contains(&shed), "{text}");
+    let decided = format!(
+        r#"cedar_http_requests_total{{route="/v1/is_authorized",status="200"}} {}"#,
+        1 + early_answers
+    );
+    assert!(text.contains(&decided), "{text}");
     assert!(
-        text.contains(r#"cedar_http_requests_total{route="unmatched",status="503"} 2"#),
+        text.contains(r#"cedar_http_requests_total{route="/healthz",status="200"} 1"#),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_answers_408_and_holds_no_slot() {
+    let mut state = AppState::new(shipped_state());
+    state.limits.max_concurrency = 1;
+    state.limits.body_read_timeout = Duration::from_millis(300);
+    let app = router(state);
+    let slow = tokio::spawn(app.clone().oneshot(stalled_request()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The slow body is being read outside the guard: the slot is free.
+    assert_eq!(decision(&app, PAULA_USES_PROD).await, "Allow");
+    let response = slow.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "body_timeout", "{body}");
     assert!(
-        text.contains(r#"cedar_http_requests_total{route="/v1/is_authorized",status="200"} 1"#),
-        "{text}"
+        body["message"].as_str().unwrap().contains("300 ms"),
+        "{body}"
     );
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413_whether_declared_or_streamed() {
+    let mut state = AppState::new(shipped_state());
+    state.limits.max_body_bytes = 64;
+    let app = router(state);
+    let (status, _, body) = call(&app, "POST", "/v1/is_authorized", PAULA_USES_PROD, &[]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body.contains("\"code\":\"payload_too_large\""), "{body}");
+    // No declared length: counted as it arrives.
+    let chunks = PAULA_USES_PROD
+        .as_bytes()
+        .chunks(10)
+        .map(|c| Ok::<_, std::io::Error>(axum::body::Bytes::copy_from_slice(c)))
+        .collect::<Vec<_>>();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/is_authorized")
+        .body(Body::from_stream(futures_util::stream::iter(chunks)))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_being_read_share_a_bounded_budget() {
+    let mut state = AppState::new(shipped_state());
+    // Bodies being read share 2 x 200 bytes.
+    state.limits.max_concurrency = 2;
+    state.limits.max_body_bytes = 200;
+    state.limits.body_read_timeout = Duration::from_secs(30);
+    let app = router(state);
+    let partial = |n: usize| {
+        let first = futures_util::stream::once(async move {
+            Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; n]))
+        });
+        let stream = futures_util::StreamExt::chain(first, futures_util::stream::pending());
+        Request::builder()
+            .method("POST")
+            .uri("/v1/is_authorized")
+            .body(Body::from_stream(stream))
+            .unwrap()
+    };
+    let held: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(app.clone().oneshot(partial(190))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 380 of 400 bytes are held by bodies still arriving: refused.
+    let (status, _, body) = call(&app, "POST", "/v1/is_authorized", PAULA_USES_PROD, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("\"code\":\"overloaded\""), "{body}");
+    // Their clients give up: the budget is returned.
+    for task in held {
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+    }
+    assert_eq!(decision(&app, PAULA_USES_PROD).await, "Allow");
 }
