@@ -3,7 +3,7 @@
 
 use cedar_policy::{Context, Decision as CedarDecision, EntityUid, Request};
 
-use super::request_entities::{RequestEntityError, RequestEntityPolicy};
+use super::request_entities::{RequestEntityError, RequestEntityMode, RequestEntityPolicy};
 use super::PolicyPack;
 use crate::diagnostics::one_line;
 use crate::entities::{EntityMap, Slicer};
@@ -97,13 +97,14 @@ pub fn decide(
     .map_err(|e| RequestError::SchemaViolation(one_line(&e)))?;
 
     let overlay = trust
-        .admit(&request.entities, &pack.schema, store)
+        .admit(&request.entities, pack, store, &request.principal)
         .map_err(|error| match error {
             RequestEntityError::Invalid(message) => RequestError::InvalidEntity(message),
             refused => RequestError::EntitiesRefused(refused),
         })?;
     let slicer = Slicer {
         overlay: &overlay,
+        overlay_everywhere: trust.mode == RequestEntityMode::Override,
         actions: &pack.actions,
         store,
         policy_literals: &pack.policy_literals,

@@ -6,9 +6,14 @@
 //! - `off` (the default): a request carrying entities is refused.
 //! - `new-only`: a request may describe entities that are not stored, of
 //!   the types the operator listed (e.g. a resource the application holds in
-//!   its own database); each parent must be another entity of the request
-//!   or of a listed type, so nobody can attach themselves to a stored group
-//!   or admin roster, and a stored uid is refused rather than replaced.
+//!   its own database). Such an entity is not the principal (who asks is
+//!   stored data's to say), not named by a policy, and its parents are other
+//!   entities of the same request, so nobody can attach themselves to a
+//!   stored group or admin roster; a stored uid is refused rather than
+//!   replaced, and stored data never refers to a request entity (the slicer
+//!   refuses that, see [`crate::entities::Slicer`]). The attributes of a
+//!   request entity are the caller's word: list only types whose attributes
+//!   the application may assert.
 //! - `override`: request entities replace stored ones (cedar-agent's
 //!   behaviour); the caller is trusted with everything.
 //!
@@ -17,8 +22,9 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{EntityTypeName, Schema};
+use cedar_policy::{EntityTypeName, EntityUid, Schema};
 
+use super::PolicyPack;
 use crate::entities::{parse_entity, EntityLoadError, EntityMap, StoredEntity, UidMap};
 
 /// How request entities are treated.
@@ -123,10 +129,10 @@ pub enum RequestEntityError {
         /// The listed types, or `none`.
         allowed: String,
     },
-    /// `new-only`: a parent that is neither a request entity nor of a listed type.
+    /// `new-only`: a parent that is not another entity of the request.
     #[error(
-        "entity `{uid}` names parent `{parent}`, which is neither sent with the request nor of \
-         a type requests may describe; a request may not join stored groups"
+        "entity `{uid}` names parent `{parent}`, which is not sent with the request; \
+         a request may not join stored groups"
     )]
     ParentNotAllowed {
         /// The entity.
@@ -134,6 +140,15 @@ pub enum RequestEntityError {
         /// The parent it names.
         parent: String,
     },
+    /// `new-only`: the request describes its own principal.
+    #[error(
+        "entity `{0}` is the request's principal; who asks must be stored \
+         (request_entities.mode = \"new-only\")"
+    )]
+    PrincipalNotStored(String),
+    /// `new-only`: a policy names this uid, so stored data must define it.
+    #[error("entity `{0}` is named by a policy; a request may not define it")]
+    NamedByPolicy(String),
     /// Malformed, or breaks the schema.
     #[error("{0}")]
     Invalid(String),
@@ -147,9 +162,11 @@ impl RequestEntityPolicy {
     pub fn admit(
         &self,
         values: &[serde_json::Value],
-        schema: &Schema,
+        pack: &PolicyPack,
         store: &EntityMap,
+        principal: &EntityUid,
     ) -> Result<UidMap<Arc<StoredEntity>>, RequestEntityError> {
+        let schema = &pack.schema;
         if values.is_empty() {
             return Ok(UidMap::default());
         }
@@ -177,7 +194,7 @@ impl RequestEntityPolicy {
             overlay.insert(uid, Arc::new(entity));
         }
         if self.mode == RequestEntityMode::NewOnly {
-            self.check_new_only(&overlay, store)?;
+            self.check_new_only(&overlay, pack, store, principal)?;
         }
         Ok(overlay)
     }
@@ -185,7 +202,9 @@ impl RequestEntityPolicy {
     fn check_new_only(
         &self,
         overlay: &UidMap<Arc<StoredEntity>>,
+        pack: &PolicyPack,
         store: &EntityMap,
+        principal: &EntityUid,
     ) -> Result<(), RequestEntityError> {
         for (uid, entity) in overlay {
             if !self.listed(uid.type_name()) {
@@ -198,10 +217,16 @@ impl RequestEntityPolicy {
             if store.get(uid).is_some() {
                 return Err(RequestEntityError::Conflict(uid.to_string()));
             }
+            if uid == principal {
+                return Err(RequestEntityError::PrincipalNotStored(uid.to_string()));
+            }
+            if pack.policy_literals.contains(uid) {
+                return Err(RequestEntityError::NamedByPolicy(uid.to_string()));
+            }
             if let Some(parent) = entity
                 .parents
                 .iter()
-                .find(|parent| !overlay.contains_key(parent) && !self.listed(parent.type_name()))
+                .find(|parent| !overlay.contains_key(*parent))
             {
                 return Err(RequestEntityError::ParentNotAllowed {
                     uid: uid.to_string(),
@@ -239,6 +264,7 @@ impl RequestEntityPolicy {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::engine::shipped_pack;
@@ -271,7 +297,8 @@ mod tests {
         values: &[serde_json::Value],
     ) -> Option<RequestEntityError> {
         let pack = shipped_pack();
-        policy.admit(values, &pack.schema, &store(&pack)).err()
+        let principal: EntityUid = r#"User::"paula""#.parse().ok()?;
+        policy.admit(values, &pack, &store(&pack), &principal).err()
     }
 
     #[test]
@@ -307,6 +334,29 @@ mod tests {
             Some(RequestEntityError::TypeNotAllowed { .. })
         ));
         assert_eq!(refusal(&rules, &[user("newcomer", json!([]))]), None);
+    }
+
+    #[test]
+    fn new_only_refuses_a_described_principal_and_uids_policies_name() {
+        let pack = shipped_pack();
+        let rules = policy(RequestEntityMode::NewOnly, &["User", "PlatformAdmins"]);
+        let ghost: EntityUid = r#"User::"ghost""#.parse().unwrap();
+        let described = rules.admit(&[user("ghost", json!([]))], &pack, &store(&pack), &ghost);
+        assert!(matches!(
+            described,
+            Err(RequestEntityError::PrincipalNotStored(_))
+        ));
+        // A policy names `PlatformAdmins::"thunk"`: only stored data may define it,
+        // even where the store lacks it.
+        let empty = EntityMap::from_entities(Vec::new(), 1);
+        let roster =
+            json!({"uid": {"type": "PlatformAdmins", "id": "thunk"}, "attrs": {}, "parents": []});
+        let paula: EntityUid = r#"User::"paula""#.parse().unwrap();
+        let named = rules.admit(&[roster], &pack, &empty, &paula);
+        assert!(
+            matches!(named, Err(RequestEntityError::NamedByPolicy(_))),
+            "{named:?}"
+        );
     }
 
     #[test]

@@ -93,9 +93,19 @@ pub type UidMap<V> = HashMap<EntityUid, V, foldhash::fast::RandomState>;
 
 /// Where a request's entities come from, in order of precedence: entities
 /// sent with the request, the schema's action entities, the store.
+///
+/// Request entities answer for what the request names (its principal,
+/// resource and context, and what other request entities name). Unless
+/// `overlay_everywhere`, stored data never reaches them: a parent of a
+/// stored entity is looked up in stored data alone, and a stored attribute
+/// naming a request entity fails the slice, so a request cannot fill in a
+/// dangling reference of stored data with an entity of its own.
 pub struct Slicer<'a> {
-    /// Entities supplied with this request; they override stored ones.
+    /// Entities supplied with this request.
     pub overlay: &'a UidMap<Arc<StoredEntity>>,
+    /// Request entities also stand in for stored ones where stored data
+    /// refers to them (the `override` mode, whose callers are trusted).
+    pub overlay_everywhere: bool,
     /// Action entities (with their action groups as parents), from the schema.
     pub actions: &'a UidMap<Arc<StoredEntity>>,
     /// The snapshot of stored entities this decision is made against.
@@ -118,6 +128,11 @@ impl<'a> Slicer<'a> {
         if let Some(entity) = self.overlay.get(uid) {
             return Some(entity);
         }
+        self.get_stored(uid)
+    }
+
+    /// Finds an entity in stored data (and the schema's actions) alone.
+    fn get_stored(&self, uid: &EntityUid) -> Option<&'a Arc<StoredEntity>> {
         // Only action types (`Action`, `NS::Action`) can be in the schema's
         // actions; most look-ups are not for actions and skip that map.
         if uid.type_name().basename() == "Action" {
@@ -155,15 +170,23 @@ impl<'a> Slicer<'a> {
             };
             included.insert(stored.uid_ref());
             reached.push((stored, level));
+            let guarded = !self.overlay_everywhere && !self.overlay.contains_key(uid);
+            let mut borrowed = None;
             // Its values can be named even where the walk stops following them.
             let next = level + 1;
             let follow = limits.depth.is_none_or(|depth| next < depth);
             stored.for_each_uid(|r, in_set| {
+                if guarded && self.overlay.contains_key(r) {
+                    borrowed = Some(r);
+                }
                 named.insert(r);
                 if follow && !in_set {
                     queue.push_back((r, next));
                 }
             });
+            if let Some(uid) = borrowed {
+                return Err(SliceError::StoredDataNamesRequestEntity(uid.to_string()));
+            }
         }
         let nameable = |uid: &EntityUid| named.contains(uid) || self.policy_literals.contains(uid);
         let entities = reached
@@ -208,27 +231,36 @@ impl<'a> Slicer<'a> {
         // owned std sets of what is kept.
         let mut seen: HashSet<&EntityUid, foldhash::fast::RandomState> =
             HashSet::with_capacity_and_hasher(16, Default::default());
-        let mut stack: Vec<&EntityUid> = Vec::with_capacity(16);
+        // Each uid with whether a request entity named it (only those may
+        // be request entities themselves; see the type's doc).
+        let mut stack: Vec<(&EntityUid, bool)> = Vec::with_capacity(16);
         let mut parents = HashSet::with_capacity(entity.parents.len());
         let mut indirect = HashSet::new();
+        let by_request = self.overlay_everywhere || self.overlay.contains_key(entity.uid_ref());
         for parent in entity.parents.iter() {
             if seen.insert(parent) {
-                stack.push(parent);
+                stack.push((parent, by_request));
                 if keep(parent) {
                     parents.insert(parent.as_ref().clone());
                 }
             }
         }
-        while let Some(uid) = stack.pop() {
+        while let Some((uid, by_request)) = stack.pop() {
             if self.parentless.contains(uid.type_name()) {
                 continue;
             }
-            let Some(ancestor) = self.get(uid) else {
+            let requested = if by_request {
+                self.overlay.get(uid)
+            } else {
+                None
+            };
+            let Some(ancestor) = requested.or_else(|| self.get_stored(uid)) else {
                 continue;
             };
+            let by_request = self.overlay_everywhere || requested.is_some();
             for next in ancestor.parents.iter() {
                 if seen.insert(next) {
-                    stack.push(next);
+                    stack.push((next, by_request));
                     if keep(next) {
                         indirect.insert(next.as_ref().clone());
                     }
@@ -248,4 +280,8 @@ pub enum SliceError {
     /// Cedar refused the set of entities.
     #[error("{0}")]
     Cedar(String),
+    /// A stored entity in the slice names an entity the request sent: the
+    /// request would be filling in stored data.
+    #[error("stored data refers to `{0}`, which the request describes; a request may not stand in for stored data")]
+    StoredDataNamesRequestEntity(String),
 }

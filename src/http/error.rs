@@ -148,9 +148,10 @@ fn request_entity_code(error: &RequestEntityError) -> &'static str {
         RequestEntityError::TooMany { .. } => "too_many_request_entities",
         RequestEntityError::Duplicate(_) => "duplicate_request_entity",
         RequestEntityError::Conflict(_) => "request_entity_conflict",
-        RequestEntityError::TypeNotAllowed { .. } | RequestEntityError::ParentNotAllowed { .. } => {
-            "request_entity_not_allowed"
-        }
+        RequestEntityError::TypeNotAllowed { .. }
+        | RequestEntityError::ParentNotAllowed { .. }
+        | RequestEntityError::PrincipalNotStored(_)
+        | RequestEntityError::NamedByPolicy(_) => "request_entity_not_allowed",
         RequestEntityError::Invalid(_) => "invalid_entity",
     }
 }

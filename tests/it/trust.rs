@@ -508,3 +508,97 @@ fn the_admin_token_is_trimmed_short_ones_warned_and_failures_logged_once_a_secon
         "{failures} lines for 20 failures:\n{stderr}"
     );
 }
+
+/// The ways `new-only` was found to widen grants, each refused now: joining
+/// a stored group whose type is listed, describing one's own principal, and
+/// filling in a dangling reference of stored data.
+#[test]
+fn new_only_keeps_request_entities_out_of_stored_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut entities: Vec<Value> = serde_json::from_str(
+        &std::fs::read_to_string(crate::support::repo().join("demo/entities.json")).unwrap(),
+    )
+    .unwrap();
+    // A thunk whose environment was deleted: stored data with a dangling reference.
+    entities.push(json!({"uid": {"type": "Thunk", "id": "orphan"}, "attrs": {
+        "owner": {"type": "User", "id": "pete"},
+        "environment": {"type": "Environment", "id": "deleted-env"}}, "parents": []}));
+    // A member of acme still in a group that was deleted.
+    entities.push(
+        json!({"uid": {"type": "User", "id": "drifter"}, "attrs": {},
+        "parents": [{"type": "Org", "id": "acme"}, {"type": "Group", "id": "gone"}]}),
+    );
+    let file = dir.path().join("entities.json");
+    std::fs::write(&file, Value::Array(entities).to_string()).unwrap();
+    let sidecar = Sidecar::start(
+        &[
+            "--entities",
+            file.to_str().unwrap(),
+            "--request-entities",
+            "new-only",
+            "--request-entity-types",
+            "User,Group,Org,Thunk,Environment",
+        ],
+        &[],
+    );
+    let refused = |body: &Value, entities: Value, code: &str| {
+        let (status, answer) = sidecar.send(
+            "POST",
+            "/v1/is_authorized",
+            &with_entities(body, &entities),
+            &[],
+        );
+        assert_eq!(
+            (status, answer["code"].as_str()),
+            (400, Some(code)),
+            "{answer}"
+        );
+    };
+    let denied = |body: &Value, entities: Value| {
+        let (status, answer) = sidecar.send(
+            "POST",
+            "/v1/is_authorized",
+            &with_entities(body, &entities),
+            &[],
+        );
+        assert_eq!(
+            (status, answer["decision"].as_str()),
+            (200, Some("Deny")),
+            "{answer}"
+        );
+    };
+    // A new user naming a stored org and group (their types listed) as parents.
+    let joins = json!([{"uid": {"type": "User", "id": "ghost"}, "attrs": {},
+        "parents": [{"type": "Org", "id": "acme"}, {"type": "Group", "id": "acme-infra"}]}]);
+    let use_staging = json!({"principal": "User::\"pete\"", "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"acme-staging\""});
+    refused(&use_staging, joins.clone(), "request_entity_not_allowed");
+    // ... or as the principal itself.
+    let as_ghost = json!({"principal": "User::\"ghost\"", "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"acme-staging\""});
+    refused(&as_ghost, joins, "request_entity_not_allowed");
+    // A thunk invented as the principal, in an environment of its choosing.
+    let evil = json!([{"uid": {"type": "Thunk", "id": "evil"}, "attrs": {
+        "owner": {"type": "User", "id": "gina"},
+        "environment": {"type": "Environment", "id": "globex-prod"}}, "parents": []}]);
+    let evil_uses = json!({"principal": {"type": "Thunk", "id": "evil"}, "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"globex-prod\""});
+    refused(&evil_uses, evil, "request_entity_not_allowed");
+    // The orphan's missing environment, supplied by the caller, named by the context too.
+    let mine = json!([{"uid": {"type": "Environment", "id": "deleted-env"}, "attrs": {
+        "owner": {"type": "User", "id": "pete"}}, "parents": []}]);
+    let edit = json!({"principal": "User::\"pete\"", "action": "Action::\"EditThunk\"", "resource": "Thunk::\"orphan\""});
+    denied(&edit, mine.clone());
+    let moves = json!({"principal": "User::\"pete\"", "action": "Action::\"MoveThunk\"", "resource": "Thunk::\"orphan\"",
+        "context": {"targetEnvironment": {"type": "Environment", "id": "deleted-env"}}});
+    denied(&moves, mine);
+    let acme_env = json!([{"uid": {"type": "Environment", "id": "deleted-env"}, "attrs": {
+        "org": {"type": "Org", "id": "acme"}}, "parents": []}]);
+    let adam_edits = json!({"principal": "User::\"adam\"", "action": "Action::\"EditThunk\"", "resource": "Thunk::\"orphan\""});
+    denied(&adam_edits, acme_env);
+    // The deleted group, described with a grant of a new environment: the
+    // stored member's ancestry is stored data's alone.
+    let regrown = json!([
+        {"uid": {"type": "Group", "id": "gone"}, "attrs": {"org": {"type": "Org", "id": "acme"}},
+         "parents": [{"type": "Environment", "id": "new-env"}]},
+        {"uid": {"type": "Environment", "id": "new-env"}, "attrs": {"org": {"type": "Org", "id": "acme"}}, "parents": []}]);
+    let drifter_uses = json!({"principal": "User::\"drifter\"", "action": "Action::\"UseEnvironment\"", "resource": "Environment::\"new-env\""});
+    denied(&drifter_uses, regrown);
+}
