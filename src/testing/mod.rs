@@ -15,6 +15,8 @@ mod names;
 mod report;
 mod run;
 pub mod yaml;
+mod yaml_node;
+mod yaml_rows;
 
 pub use case::{ErrorCheck, Expectation, ReasonCheck, TestCase};
 pub use discover::{discover, load_test_file, TestFile};

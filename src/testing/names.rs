@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use cedar_policy::{EntityTypeName, EntityUid, Schema};
 
+use super::yaml_node::{Mistake, Node, Scalar, Value};
 use crate::entities::{EntityMap, StoredEntity};
 
 /// The entity data of a table, with an index from id to uids for name lookup.
@@ -127,33 +128,37 @@ pub fn action_uid(written: &str) -> Result<EntityUid, String> {
     }
 }
 
-/// YAML to JSON, turning `Type::"id"` strings into Cedar's `__entity` form.
-pub fn yaml_to_cedar_json(value: &serde_yaml::Value) -> Result<serde_json::Value, String> {
+/// A YAML value (a context, fixture attributes or tags) as Cedar's JSON,
+/// `Type::"id"` strings turned into `__entity` references. A record key
+/// that is not a string is reported at the key.
+pub fn yaml_to_cedar_json(node: &Node) -> Result<serde_json::Value, Mistake> {
     use serde_json::Value as J;
-    use serde_yaml::Value as Y;
-    Ok(match value {
-        Y::Null => J::Null,
-        Y::Bool(b) => J::Bool(*b),
-        Y::Number(n) => serde_json::to_value(n).map_err(|e| e.to_string())?,
-        Y::String(s) => entity_ref(s).unwrap_or_else(|| J::String(s.clone())),
-        Y::Sequence(items) => J::Array(
+    Ok(match &node.value {
+        Value::Scalar(text, scalar) => match scalar {
+            Scalar::Null => J::Null,
+            Scalar::Bool(b) => J::Bool(*b),
+            Scalar::Int(n) => J::from(*n),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Scalar::Str => entity_ref(text).unwrap_or_else(|| J::String(text.clone())),
+        },
+        Value::List(items) => J::Array(
             items
                 .iter()
                 .map(yaml_to_cedar_json)
                 .collect::<Result<_, _>>()?,
         ),
-        Y::Mapping(map) => {
+        Value::Map(entries) => {
             let mut out = serde_json::Map::new();
-            for (key, value) in map {
-                let Y::String(key) = key else {
-                    return Err(format!("record keys must be strings, found `{key:?}`"));
+            for (key, value) in entries {
+                let Some(name) = key.as_str() else {
+                    return Err(Mistake::at(
+                        key,
+                        format!("record keys must be strings, found {}", key.describe()),
+                    ));
                 };
-                out.insert(key.clone(), yaml_to_cedar_json(value)?);
+                out.insert(name.to_string(), yaml_to_cedar_json(value)?);
             }
             J::Object(out)
-        }
-        Y::Tagged(tagged) => {
-            return Err(format!("YAML tags are not supported (`!{}`)", tagged.tag))
         }
     })
 }

@@ -85,7 +85,7 @@ fn malformed_yaml_is_an_error_with_file_line_and_column() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains(
-            "tests/fixtures/runner/malformed-yaml/suite.yaml:7:9: tables[0].rows[1]: `maybe` is not a decision"
+            "tests/fixtures/runner/malformed-yaml/suite.yaml:7:29: tables[0].rows[1]: `maybe` is not a decision"
         ),
         "{}",
         run.stderr
@@ -106,16 +106,28 @@ fn malformed_cedar_json_is_an_error_with_file_line_and_column() {
 }
 
 #[test]
-fn yaml_mistakes_point_at_the_row_or_key() {
+fn yaml_mistakes_point_at_the_node_they_are_about() {
     let dir = tempfile::tempdir().unwrap();
     let entities = root().join(FIXTURES).join("passing/entities.json");
     let entities = entities.display();
     let cases = [
-        // An unknown name in a row.
+        // An unknown name in a row: at its cell.
         (
             format!("entities: {entities}\ntables:\n  - name: t\n    cases:\n      - [alice, view, plan, allow]\n      - [alicia, view, plan, allow]\n"),
-            ":6:9:",
-            "no `User` entity has id `alicia`",
+            ":6:10:",
+            "tables[0].cases[1]: no `User` entity has id `alicia`",
+        ),
+        // An unknown principal column: at its name in `principals`.
+        (
+            format!("entities: {entities}\ntables:\n  - name: t\n    principals: [alice, bobby]\n    rows:\n      - [view, plan, allow, deny]\n"),
+            ":4:25:",
+            "tables[0].rows[0]: no `User` entity has id `bobby`",
+        ),
+        // A mapping case's field of the wrong kind: at its value.
+        (
+            format!("entities: {entities}\ntables:\n  - name: t\n    cases:\n      - {{principal: alice, action: view, resource: plan,\n         decision: allow, errors: many}}\n"),
+            ":6:35:",
+            "expected `errors` to be a count or a list of strings, found the string `many`",
         ),
         // A row with the wrong number of cells.
         (
@@ -140,6 +152,30 @@ fn yaml_mistakes_point_at_the_row_or_key() {
             "fixtures:\n  Doc::\"x\": { attrs: { owner: User::\"a\" } }\ntables: []\n".to_string(),
             ":2:13:",
             "invalid entity `Doc::\"x\"`",
+        ),
+        // Broken YAML: where the parser stopped.
+        (
+            "tables:\n  - name: t\n   cases: []\n".to_string(),
+            ":3:4:",
+            "did not find expected '-' indicator",
+        ),
+        // A key written twice.
+        (
+            "tables: []\nname: a\nname: b\n".to_string(),
+            ":3:1:",
+            "duplicated key in mapping",
+        ),
+        // A tag the format gives no meaning.
+        (
+            "fixtures:\n  User::\"x\": { attrs: !secret { a: 1 } }\ntables: []\n".to_string(),
+            ":2:23:",
+            "YAML tags are not supported (`!secret`)",
+        ),
+        // Two documents in one file.
+        (
+            "tables: []\n---\ntables: []\n".to_string(),
+            ":3:1:",
+            "a test file is one YAML document",
         ),
     ];
     for (index, (text, position, message)) in cases.iter().enumerate() {
