@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::json::JsonBody;
 use super::middleware::RequestMeta;
-use serde_json::value::RawValue;
 
 use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
@@ -67,18 +66,32 @@ pub async fn is_authorized_batch(
             got: batch.requests.len(),
         });
     }
-    let scan = batch.scan();
-    let heavy = parses_entities(&state, scan.entities);
+    // Every item is parsed here, once: the entity bound and the freshness
+    // wanted are read from exactly what will be decided.
+    let items: Vec<Result<AuthorizeRequest, ApiError>> = batch
+        .requests
+        .iter()
+        .map(|raw| parse_batch_item(raw))
+        .collect();
+    let parsed = || items.iter().filter_map(|item| item.as_ref().ok());
+    let entities: usize = parsed()
+        .map(|item| item.entities.as_ref().map_or(0, Vec::len))
+        .sum();
+    let heavy = parses_entities(&state, entities);
     // The entity bound holds for a whole batch, so one HTTP request cannot
     // carry `max_batch` times as much parsing.
-    if heavy && scan.entities > state.request_entities.max {
+    if heavy && entities > state.request_entities.max {
         return Err(ApiError::RequestEntities(RequestEntityError::TooMany {
             max: state.request_entities.max,
-            got: scan.entities,
+            got: entities,
         }));
     }
-    let snapshot = fresh_snapshot(&state, scan.at_least).await?;
-    let responses = decide_batch(&state, &snapshot, &meta, batch.requests, heavy).await;
+    let at_least = parsed()
+        .filter_map(|item| item.consistency.map(|c| c.at_least))
+        .chain(batch.consistency.map(|c| c.at_least))
+        .max();
+    let snapshot = fresh_snapshot(&state, at_least).await?;
+    let responses = decide_batch(&state, &snapshot, &meta, items, heavy).await;
     Ok(with_versions(Json(BatchResponse { responses }), &snapshot))
 }
 
@@ -92,15 +105,20 @@ fn parses_entities(state: &AppState, count: usize) -> bool {
 /// work to another thread costs more than a few decisions.
 const PARALLEL_BATCH_MIN: usize = 16;
 
+/// One batch item, parsed (or why it could not be).
+type ParsedItem = Result<AuthorizeRequest, ApiError>;
+
 /// Decides a batch's items in order. A large batch is split over the cores
 /// (items are independent and share one snapshot), so its latency is not
 /// the sum of its items'; a batch with request entities to parse runs all
-/// of its parts in the CPU pool, none on the async worker.
+/// of its parts in the CPU pool, none on the async worker. The parts are
+/// owned by this request: when it is dropped (a timeout), parts still
+/// waiting for a core are dropped with it.
 async fn decide_batch(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
     meta: &RequestMeta,
-    mut items: Vec<Box<RawValue>>,
+    mut items: Vec<ParsedItem>,
     heavy: bool,
 ) -> Vec<BatchItem> {
     let cores = state.cpu.cores();
@@ -116,28 +134,36 @@ async fn decide_batch(
     parts.reverse();
     // Without entities to parse, the first part is decided here meanwhile.
     let here = (!heavy && !parts.is_empty()).then(|| parts.remove(0));
-    let pooled: Vec<_> = parts
-        .into_iter()
-        .map(|part| {
-            let len = part.len();
-            let (state, snapshot, meta) = (state.clone(), snapshot.clone(), meta.clone());
-            let cpu = state.cpu.clone();
-            let job = move || decide_items(&state, &snapshot, &meta, part);
-            (len, tokio::spawn(async move { cpu.run(job).await }))
-        })
-        .collect();
+    let mut pooled = tokio::task::JoinSet::new();
+    let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
+    for (index, part) in parts.into_iter().enumerate() {
+        let (state, snapshot, meta) = (state.clone(), snapshot.clone(), meta.clone());
+        let cpu = state.cpu.clone();
+        let job = move || decide_items(&state, &snapshot, &meta, part);
+        pooled.spawn(async move { (index, cpu.run(job).await) });
+    }
     let mut responses = match here {
         Some(part) => decide_items(state, snapshot, meta, part),
         None => Vec::new(),
     };
-    for (len, part) in pooled {
-        match part.await {
-            Ok(Ok(decided)) => responses.extend(decided),
-            failed => {
-                tracing::error!(
-                    ?failed,
-                    "a batch part failed; its items are answered with errors"
-                );
+    let mut decided: Vec<Option<Vec<BatchItem>>> = lengths.iter().map(|_| None).collect();
+    while let Some(joined) = pooled.join_next().await {
+        match joined {
+            Ok((index, Ok(part))) => {
+                if let Some(slot) = decided.get_mut(index) {
+                    *slot = Some(part);
+                }
+            }
+            failed => tracing::error!(
+                ?failed,
+                "a batch part failed; its items are answered with errors"
+            ),
+        }
+    }
+    for (part, len) in decided.into_iter().zip(lengths) {
+        match part {
+            Some(part) => responses.extend(part),
+            None => {
                 let refused = || BatchItem::Refused {
                     error: ApiError::Internal.body(),
                 };
@@ -152,13 +178,12 @@ fn decide_items(
     state: &AppState,
     snapshot: &Snapshot,
     meta: &RequestMeta,
-    items: Vec<Box<RawValue>>,
+    items: Vec<ParsedItem>,
 ) -> Vec<BatchItem> {
     items
-        .iter()
-        .map(|raw| {
-            parse_batch_item(raw)
-                .and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
+        .into_iter()
+        .map(|item| {
+            item.and_then(|request| decide_one(state, snapshot, meta, Endpoint::Batch, request))
                 .map_or_else(
                     |error| BatchItem::Refused {
                         error: error.body(),

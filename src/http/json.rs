@@ -30,9 +30,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 }
 
 /// Parses JSON text in one pass, telling syntax errors from shape errors.
+/// Every body of the API is a JSON object: serde would also take an array of
+/// a struct's fields in order, which nobody documents.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+    let parsed = serde_json::from_slice(bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
         _ => ApiError::InvalidJson(e.to_string()),
-    })
+    })?;
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object".to_string(),
+        ));
+    }
+    Ok(parsed)
 }

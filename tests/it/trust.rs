@@ -366,6 +366,31 @@ fn request_entities_are_bounded_per_request_and_per_batch() {
         body["responses"][1]["decision"], "Deny",
         "t0 is not stored: {body}"
     );
+    // serde would take a struct's fields as an array too; the bound would
+    // not see its entities. Bodies and items are objects.
+    let array = json!([
+        "User::\"paula\"",
+        "Action::\"RunThunk\"",
+        "Thunk::\"t0\"",
+        null,
+        thunks(3)
+    ]);
+    let (status, body) = sidecar.send("POST", "/v1/is_authorized", &array.to_string(), &[]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = sidecar.send(
+        "POST",
+        "/v1/is_authorized/batch",
+        &format!(r#"{{"requests": [{array}, {array}]}}"#),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    for item in body["responses"].as_array().unwrap() {
+        assert_eq!(item["error"]["code"], "invalid_request", "{body}");
+    }
 }
 
 #[test]
