@@ -181,6 +181,14 @@ pub struct ServeFlags {
     /// `/readyz` fails while fewer entities are loaded [default: 0].
     #[arg(long, env = "CEDAR_SIDECAR_MIN_ENTITIES")]
     pub min_entities: Option<usize>,
+    /// Our shortcuts around Cedar's own checks (see ARCHITECTURE.md);
+    /// `false` sends every request and entity through Cedar's code [default: true].
+    #[arg(
+        long,
+        env = crate::shortcuts::SHORTCUTS_VAR,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub cedar_fast_paths: Option<bool>,
 }
 
 /// The configuration file; every key optional, unknown keys rejected.
@@ -209,6 +217,7 @@ pub struct ConfigFile {
     watch_debounce_ms: Option<u64>,
     caller_tokens_file: Option<PathBuf>,
     min_entities: Option<usize>,
+    cedar_fast_paths: Option<bool>,
     #[serde(default)]
     request_entities: RequestEntitiesFile,
     #[serde(default)]
@@ -337,6 +346,8 @@ pub struct ServeConfig {
     pub caller_tokens_file: Option<PathBuf>,
     /// Readiness fails while fewer entities are loaded.
     pub min_entities: usize,
+    /// Our shortcuts around Cedar's checks are on.
+    pub cedar_fast_paths: bool,
     /// What entities requests may carry.
     pub request_entities: RequestEntitySettings,
 }
@@ -477,6 +488,7 @@ impl ServeConfig {
             sync: sync.with_file(&file.redis),
             caller_tokens_file: flags.caller_tokens_file.clone().or(file.caller_tokens_file),
             min_entities: pick(&flags.min_entities, file.min_entities, 0),
+            cedar_fast_paths: pick(&flags.cedar_fast_paths, file.cedar_fast_paths, true),
             request_entities: RequestEntitySettings {
                 mode: pick(
                     &flags.request_entities_mode,

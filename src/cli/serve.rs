@@ -75,6 +75,10 @@ pub fn run_serve(args: ServeCommand) -> i32 {
         return 0;
     }
     init_logging(config.log_format);
+    crate::shortcuts::set_enabled(config.cedar_fast_paths);
+    if !config.cedar_fast_paths {
+        tracing::warn!("cedar_fast_paths = false: every request and entity goes through Cedar's own checks (slower)");
+    }
     let trust = match config.request_entities.policy() {
         Ok(trust) => trust,
         Err(error) => {

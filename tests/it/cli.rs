@@ -182,3 +182,39 @@ fn redis_flags_go_before_or_after_the_entities_subcommand() {
         );
     }
 }
+
+#[test]
+fn cedar_fast_paths_is_a_flag_a_variable_and_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, "cedar_fast_paths = false\n").unwrap();
+    let config = file.to_str().unwrap();
+    for (args, env, expected) in [
+        (vec![], Some("off"), "false"),
+        (vec![], Some("on"), "true"),
+        (vec!["--config", config], None, "false"),
+        (
+            vec!["--config", config, "--cedar-fast-paths", "true"],
+            None,
+            "true",
+        ),
+        (vec![], None, "true"),
+    ] {
+        let mut command = sidecar();
+        command
+            .current_dir(repo())
+            .args(["serve", "--print-config"])
+            .args(&args);
+        command.env_remove("CEDAR_SIDECAR_CEDAR_FAST_PATHS");
+        if let Some(value) = env {
+            command.env("CEDAR_SIDECAR_CEDAR_FAST_PATHS", value);
+        }
+        let output = command.output().unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains(&format!("cedar_fast_paths = {expected}")),
+            "{args:?} {env:?}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
