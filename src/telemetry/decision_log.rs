@@ -179,6 +179,26 @@ pub struct DecisionRecord {
     pub request_entities: Vec<RequestEntityRecord>,
 }
 
+/// `value` with every object's keys in sorted order, so that the same
+/// entity sent with its keys in another order has the same digest.
+fn sorted_keys(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
 /// One entity sent with a request, as the audit trail keeps it: its uid,
 /// and a digest of its JSON that shows whether two decisions saw the same
 /// entity without logging attribute values.
@@ -186,7 +206,9 @@ pub struct DecisionRecord {
 pub struct RequestEntityRecord {
     /// `Type::"id"`.
     pub uid: String,
-    /// SHA-256 of the entity's JSON (keys sorted, no blanks), hex.
+    /// SHA-256 of the entity's JSON as sent (object keys sorted, no
+    /// blanks), hex: the same entity in another form (an `__entity`
+    /// wrapper, a set in another order) has another digest.
     pub sha256: String,
 }
 
@@ -197,7 +219,7 @@ impl RequestEntityRecord {
         let uid = entity
             .get("uid")
             .map_or_else(|| "(no uid)".to_string(), crate::entities::uid_display);
-        let json = serde_json::to_vec(entity).unwrap_or_default();
+        let json = serde_json::to_vec(&sorted_keys(entity)).unwrap_or_default();
         Self {
             uid,
             sha256: format!("{:x}", Sha256::digest(&json)),
@@ -208,9 +230,7 @@ impl RequestEntityRecord {
 /// The decision logger shared by all requests.
 pub struct DecisionLog {
     config: DecisionLogConfig,
-    /// Taken at shutdown. A std mutex: held for one `try_send`, never across
-    /// an await.
-    /// Read-locked by every submit (shared: submits never wait for each
+    /// Taken at shutdown. Read-locked by every submit (shared: submits never wait for each
     /// other), write-locked once by shutdown, so that once shutdown holds
     /// it the number of accepted records is final.
     sender: RwLock<Option<SyncSender<DecisionRecord>>>,
@@ -470,7 +490,7 @@ struct WriterThread {
 struct Ledger {
     /// Records the channel took.
     accepted: AtomicU64,
-    /// A std mutex: held to add one batch's outcome, never across I/O.
+    /// A lock: held to add one batch's outcome, never across I/O.
     settled: Mutex<Settled>,
 }
 
@@ -1220,5 +1240,32 @@ mod tests {
         assert_eq!(errors.suppressed, 0, "one line for the first error");
         assert_eq!(file.write_batch(&batch(&["3"]), &metrics, &mut errors), 0);
         assert_eq!(errors.suppressed, 1, "the next one is held back");
+    }
+}
+
+#[cfg(test)]
+mod request_entity_digests {
+    use super::*;
+
+    #[test]
+    fn the_digest_does_not_depend_on_key_order() {
+        let a: serde_json::Value = serde_json::from_str(
+            r#"{"uid":{"type":"T","id":"x"},"attrs":{"b":1,"a":2},"parents":[]}"#,
+        )
+        .unwrap_or_default();
+        let b: serde_json::Value = serde_json::from_str(
+            r#"{"parents":[],"attrs":{"a":2,"b":1},"uid":{"id":"x","type":"T"}}"#,
+        )
+        .unwrap_or_default();
+        let c: serde_json::Value = serde_json::from_str(
+            r#"{"parents":[],"attrs":{"a":3,"b":1},"uid":{"id":"x","type":"T"}}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(RequestEntityRecord::of(&a), RequestEntityRecord::of(&b));
+        assert_ne!(
+            RequestEntityRecord::of(&a).sha256,
+            RequestEntityRecord::of(&c).sha256
+        );
+        assert_eq!(RequestEntityRecord::of(&a).uid, r#"T::"x""#);
     }
 }
