@@ -19,7 +19,7 @@ use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
 use crate::reload::now_rfc3339;
 use crate::state::Snapshot;
-use crate::telemetry::{DecisionRecord, Endpoint, RequestEntityRecord};
+use crate::telemetry::{DecisionRecord, Endpoint, RateLimit, RequestEntityRecord};
 
 /// Response header carrying the entity revision a decision was made at.
 pub const REVISION_HEADER: HeaderName = HeaderName::from_static("x-cedar-revision");
@@ -81,10 +81,12 @@ pub async fn is_authorized_batch(
     // The entity bound holds for a whole batch, so one HTTP request cannot
     // carry `max_batch` times as much parsing.
     if heavy && entities > state.request_entities.max {
-        return Err(ApiError::RequestEntities(RequestEntityError::TooMany {
+        let error = ApiError::RequestEntities(RequestEntityError::TooMany {
             max: state.request_entities.max,
             got: entities,
-        }));
+        });
+        note_refused_entities(&state, &meta, &error);
+        return Err(error);
     }
     let at_least = parsed()
         .filter_map(|item| item.consistency.map(|c| c.at_least))
@@ -93,6 +95,26 @@ pub async fn is_authorized_batch(
     let snapshot = fresh_snapshot(&state, at_least).await?;
     let responses = decide_batch(&state, &snapshot, &meta, items, heavy).await;
     Ok(with_versions(Json(BatchResponse { responses }), &snapshot))
+}
+
+/// Refused request entities are what a caller trying to grant itself
+/// rights looks like: counted by code, and logged at WARN (at most once a
+/// second, with how many were held back).
+fn note_refused_entities(state: &AppState, meta: &RequestMeta, error: &ApiError) {
+    static LINES: RateLimit = RateLimit::new(std::time::Duration::from_secs(1));
+    if let ApiError::RequestEntities(refused) = error {
+        let (_, code) = error.status_and_code();
+        state.metrics.record_request_entities_refused(code);
+        if let Some(suppressed) = LINES.check() {
+            tracing::warn!(
+                code,
+                client = meta.client.as_deref().unwrap_or("unknown"),
+                request_id = %meta.request_id,
+                similar_suppressed = suppressed,
+                "request entities refused: {refused}"
+            );
+        }
+    }
 }
 
 /// Whether deciding `count` request entities means running Cedar's entity
@@ -356,7 +378,9 @@ fn decide_one(
         &snapshot.entities,
         &request,
         &state.request_entities,
-    )?;
+    )
+    .map_err(ApiError::from)
+    .inspect_err(|error| note_refused_entities(state, meta, error))?;
     let elapsed = started.elapsed();
     let allowed = decision.verdict == Verdict::Allow;
     state.metrics.record_decision(allowed, endpoint, elapsed);

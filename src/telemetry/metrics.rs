@@ -104,6 +104,15 @@ impl ConnectionTimeout {
     }
 }
 
+/// The error codes a request's entities can be refused with.
+pub const REQUEST_ENTITY_REFUSALS: [&str; 5] = [
+    "request_entities_disabled",
+    "request_entity_not_allowed",
+    "request_entity_conflict",
+    "duplicate_request_entity",
+    "too_many_request_entities",
+];
+
 /// Every metric the sidecar exports.
 #[derive(Default)]
 pub struct Metrics {
@@ -129,6 +138,9 @@ pub struct Metrics {
     sync_reloads: AtomicU64,
     sync_restarts: AtomicU64,
     sync_malformed: AtomicU64,
+    /// Requests whose entities were refused, by error code (see
+    /// [`REQUEST_ENTITY_REFUSALS`]).
+    request_entities_refused: [AtomicU64; REQUEST_ENTITY_REFUSALS.len()],
     /// Unix time (ms) at which the last applied entity write was made; 0 = none.
     sync_last_write_ms: AtomicU64,
     /// Open connections, by listener.
@@ -251,6 +263,13 @@ impl Metrics {
     /// Counts a restart of a sync task that died (see `sync::supervise`).
     pub fn record_sync_restart(&self) {
         self.sync_restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request whose entities were refused, by its error code.
+    pub fn record_request_entities_refused(&self, code: &str) {
+        if let Some(index) = REQUEST_ENTITY_REFUSALS.iter().position(|c| *c == code) {
+            self.request_entities_refused[index].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a malformed stream entry (skipped; the replica reloaded).
@@ -455,6 +474,22 @@ impl Metrics {
             "Restarts of a sync task that died (panicked or returned).",
             self.sync_restarts.load(Ordering::Relaxed),
         );
+        header(
+            &mut out,
+            "cedar_request_entities_refused_total",
+            "counter",
+            "Requests whose entities were refused (forged or over the bounds), by error code.",
+        );
+        for (code, count) in REQUEST_ENTITY_REFUSALS
+            .iter()
+            .zip(&self.request_entities_refused)
+        {
+            let _ = writeln!(
+                out,
+                "cedar_request_entities_refused_total{{code=\"{code}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
         single(
             &mut out,
             "cedar_sync_malformed_entries_total",

@@ -107,7 +107,7 @@ fn expect(sidecar: &Sidecar, expected: &[(&str, &str)]) {
 
 #[test]
 fn off_by_default_refuses_every_forged_entity() {
-    let sidecar = Sidecar::start(&[], &[]);
+    let mut sidecar = Sidecar::start(&[], &[]);
     let disabled = ("400 request_entities_disabled", "request_entities_disabled");
     expect(&sidecar, &[disabled, disabled, disabled, disabled]);
     // The message names the setting to change.
@@ -133,6 +133,24 @@ fn off_by_default_refuses_every_forged_entity() {
         &[],
     );
     assert_eq!((status, body["decision"].as_str()), (200, Some("Deny")));
+    // Each refusal is counted by code, and logged at WARN (rate-limited).
+    let (_, metrics) = crate::loopback::http(sidecar.address, "GET", "/metrics", "", &[]);
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                r#"cedar_request_entities_refused_total{code="request_entities_disabled"} "#,
+            )
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(refused, 9, "{metrics}");
+    let stderr = sidecar.stderr();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.contains("request entities refused"))
+        .count();
+    assert!((1..9).contains(&warnings), "{warnings} lines:\n{stderr}");
 }
 
 #[test]
