@@ -192,7 +192,7 @@ pub struct ServeFlags {
 }
 
 /// The configuration file; every key optional, unknown keys rejected.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     policies: Option<PathBuf>,
@@ -227,7 +227,7 @@ pub struct ConfigFile {
 }
 
 /// The `[redis]` table: where entities come from, and freshness settings.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RedisFile {
     url: Option<Vec<String>>,
@@ -246,7 +246,7 @@ struct RedisFile {
 }
 
 /// The `[request_entities]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RequestEntitiesFile {
     mode: Option<RequestEntityMode>,
@@ -287,7 +287,7 @@ impl RequestEntitySettings {
 }
 
 /// The `[decision_log]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DecisionLogFile {
     sink: Option<String>,
@@ -300,8 +300,10 @@ struct DecisionLogFile {
 }
 
 /// The effective `serve` configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
+    /// Where the admin token was read from, if from a file.
+    pub admin_token_file: Option<PathBuf>,
     /// Policy folder.
     pub policies: PathBuf,
     /// Schema file or folder.
@@ -313,34 +315,26 @@ pub struct ServeConfig {
     /// The probe-only listener, if any.
     pub probe_listen: Option<SocketAddr>,
     /// Request size limits, timeouts and concurrency.
-    #[serde(flatten)]
     pub limits: HttpLimits,
     /// What one connection may hold: header and idle timeouts, the cap.
-    #[serde(flatten)]
     pub connections: ConnectionLimits,
     /// Bound on the whole shutdown, from the signal to exit.
-    #[serde(with = "millis")]
     pub shutdown_timeout: Duration,
     /// How long `/readyz` fails before the listeners close.
-    #[serde(with = "millis")]
     pub shutdown_delay: Duration,
     /// The admin token, if configured (never printed).
-    #[serde(serialize_with = "redacted")]
     pub admin_token: Option<String>,
     /// Application log format.
     pub log_format: LogFormat,
     /// Watch files and reload.
     pub watch: bool,
     /// Debounce for file events.
-    #[serde(with = "millis")]
     pub watch_debounce: Duration,
     /// Decision log settings.
     pub decision_log: DecisionLogConfig,
     /// Redis settings (entities come from Redis when a URL is set).
-    #[serde(serialize_with = "redis_display")]
     pub redis: RedisArgs,
     /// Freshness and consistency settings for the Redis source.
-    #[serde(serialize_with = "sync_display")]
     pub sync: SyncArgs,
     /// File of caller tokens guarding the decision API, if any.
     pub caller_tokens_file: Option<PathBuf>,
@@ -402,13 +396,14 @@ impl ServeConfig {
         let admin_token_file = flags.admin_token_file.clone().or(file.admin_token_file);
         let admin_token = match (
             admin_token_env.filter(|t| !t.trim().is_empty()),
-            admin_token_file,
+            admin_token_file.clone(),
         ) {
             (Some(token), _) => Some(token.trim().to_string()),
             (None, Some(path)) => Some(read_token_file(&path)?),
             (None, None) => None,
         };
         let config = Self {
+            admin_token_file,
             policies: pick(&flags.policies, file.policies, DEFAULT_POLICIES.into()),
             schema: pick(&flags.schema, file.schema, DEFAULT_SCHEMA.into()),
             entities: pick(&flags.entities, file.entities, DEFAULT_ENTITIES.into()),
@@ -595,11 +590,99 @@ impl ServeConfig {
         }
     }
 
-    /// The effective configuration as TOML-like text, secrets redacted.
+    /// The effective configuration as a config file that `--config` loads
+    /// to the same settings. Secrets are left out: the admin token (its
+    /// file's path is kept) and passwords in Redis URLs.
     pub fn to_display(&self) -> String {
-        match toml::to_string_pretty(self) {
-            Ok(text) => text,
-            Err(error) => format!("# cannot render configuration: {error}\n{self:#?}"),
+        let mut text =
+            String::from("# cedar-sidecar serve --print-config: the effective settings\n");
+        if self.admin_token.is_some() && self.admin_token_file.is_none() {
+            text.push_str("# admin token: from CEDAR_SIDECAR_ADMIN_TOKEN (not shown)\n");
+        }
+        match toml::to_string_pretty(&self.to_file()) {
+            Ok(file) => text + &file,
+            Err(error) => format!("# cannot render configuration: {error}\n"),
+        }
+    }
+
+    /// These settings as the configuration file's keys.
+    fn to_file(&self) -> ConfigFile {
+        let ms = |d: Duration| Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let freshness = self.sync.freshness();
+        let log = &self.decision_log;
+        ConfigFile {
+            policies: Some(self.policies.clone()),
+            schema: Some(self.schema.clone()),
+            entities: Some(self.entities.clone()),
+            listen: Some(self.listen),
+            probe_listen: self.probe_listen,
+            max_body_bytes: Some(self.limits.max_body_bytes),
+            max_batch: Some(self.limits.max_batch),
+            max_concurrency: Some(self.limits.max_concurrency),
+            request_timeout_ms: ms(self.limits.request_timeout),
+            body_read_timeout_ms: ms(self.limits.body_read_timeout),
+            header_read_timeout_ms: ms(self.connections.header_read_timeout),
+            idle_timeout_ms: ms(self.connections.idle_timeout),
+            max_connections: Some(self.connections.max_connections),
+            max_header_bytes: Some(self.connections.max_header_bytes),
+            shutdown_timeout_ms: ms(self.shutdown_timeout),
+            shutdown_delay_ms: ms(self.shutdown_delay),
+            admin_token_file: self.admin_token_file.clone(),
+            log_format: Some(self.log_format),
+            watch: Some(self.watch),
+            watch_debounce_ms: ms(self.watch_debounce),
+            caller_tokens_file: self.caller_tokens_file.clone(),
+            min_entities: Some(self.min_entities),
+            cedar_fast_paths: Some(self.cedar_fast_paths),
+            request_entities: RequestEntitiesFile {
+                mode: Some(self.request_entities.mode),
+                types: Some(self.request_entities.types.clone()),
+                max: Some(self.request_entities.max),
+            },
+            decision_log: DecisionLogFile {
+                sink: Some(match &log.sink {
+                    DecisionLogSink::Off => "off".to_string(),
+                    DecisionLogSink::Stdout => "stdout".to_string(),
+                    DecisionLogSink::File(path) => path.display().to_string(),
+                }),
+                filter: Some(log.filter),
+                sample_allows: Some(log.sample_allows),
+                mask: Some(log.mask_keys.clone()),
+                buffer: Some(log.buffer),
+                max_file_bytes: Some(log.max_file_bytes),
+                max_files: Some(log.max_files),
+            },
+            redis: RedisFile {
+                url: Some(
+                    self.redis
+                        .redis_url
+                        .iter()
+                        .map(|u| without_password(u))
+                        .collect(),
+                ),
+                cluster: self.redis.redis_cluster,
+                sentinel_master: self.redis.redis_sentinel_master.clone(),
+                tls_ca: self.redis.redis_tls_ca.clone(),
+                tls_cert: self.redis.redis_tls_cert.clone(),
+                tls_key: self.redis.redis_tls_key.clone(),
+                prefix: Some(
+                    self.redis
+                        .redis_prefix
+                        .clone()
+                        .unwrap_or_else(|| crate::sync::keys::DEFAULT_PREFIX.to_string()),
+                ),
+                partition: Some(
+                    self.redis
+                        .redis_partition
+                        .clone()
+                        .unwrap_or_else(|| crate::sync::keys::DEFAULT_PARTITION.to_string()),
+                ),
+                stream_maxlen: Some(self.redis.stream_maxlen()),
+                stale_after_ms: ms(freshness.stale_after),
+                serve_stale: Some(freshness.serve_stale),
+                consistency_wait_ms: ms(freshness.max_wait),
+                idle_check_ms: ms(self.sync.idle_check()),
+            },
         }
     }
 }
@@ -634,56 +717,9 @@ fn read_token_file(path: &Path) -> Result<String, ConfigError> {
     Ok(token)
 }
 
-fn redis_display<S: serde::Serializer>(redis: &RedisArgs, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeStruct;
-    let mut out = s.serialize_struct("redis", 9)?;
-    out.serialize_field("url", &redis.redacted_urls())?;
-    out.serialize_field("cluster", &redis.redis_cluster)?;
-    out.serialize_field("sentinel_master", &redis.redis_sentinel_master)?;
-    // Paths only: the files' contents (a private key) are never shown.
-    out.serialize_field("tls_ca", &redis.redis_tls_ca)?;
-    out.serialize_field("tls_cert", &redis.redis_tls_cert)?;
-    out.serialize_field("tls_key", &redis.redis_tls_key)?;
-    out.serialize_field(
-        "prefix",
-        redis
-            .redis_prefix
-            .as_deref()
-            .unwrap_or(crate::sync::keys::DEFAULT_PREFIX),
-    )?;
-    out.serialize_field(
-        "partition",
-        redis
-            .redis_partition
-            .as_deref()
-            .unwrap_or(crate::sync::keys::DEFAULT_PARTITION),
-    )?;
-    out.serialize_field("stream_maxlen", &redis.stream_maxlen())?;
-    out.end()
-}
-
-fn sync_display<S: serde::Serializer>(sync: &SyncArgs, s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeStruct;
-    let policy = sync.freshness();
-    let mut out = s.serialize_struct("sync", 4)?;
-    out.serialize_field(
-        "stale_after",
-        &format!("{}ms", policy.stale_after.as_millis()),
-    )?;
-    out.serialize_field("serve_stale", &policy.serve_stale)?;
-    out.serialize_field(
-        "consistency_wait",
-        &format!("{}ms", policy.max_wait.as_millis()),
-    )?;
-    out.serialize_field(
-        "idle_check",
-        &format!("{}ms", sync.idle_check().as_millis()),
-    )?;
-    out.end()
-}
-
-/// `scheme://user:secret@host` becomes `scheme://user:[redacted]@host`.
-fn redact_password(url: &str) -> String {
+/// `scheme://user:secret@host` becomes `scheme://user@host`: printed
+/// settings never hold a password.
+fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -691,24 +727,9 @@ fn redact_password(url: &str) -> String {
         return url.to_string();
     };
     match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:[redacted]@{host}"),
-        None if !userinfo.is_empty() => format!("{scheme}://[redacted]@{host}"),
+        Some((user, _)) if !user.is_empty() => format!("{scheme}://{user}@{host}"),
+        Some(_) => format!("{scheme}://{host}"),
         None => url.to_string(),
-    }
-}
-
-fn redacted<S: serde::Serializer>(token: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
-    match token {
-        Some(_) => s.serialize_str("[redacted]"),
-        None => s.serialize_str("(not set: admin endpoints disabled)"),
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", d.as_millis()))
     }
 }
 
@@ -727,9 +748,17 @@ pub struct RedisArgs {
         value_delimiter = ','
     )]
     pub redis_url: Vec<String>,
-    /// The URLs are Redis Cluster seed nodes.
-    #[arg(long, global = true, env = "CEDAR_SIDECAR_REDIS_CLUSTER")]
-    pub redis_cluster: bool,
+    /// The URLs are Redis Cluster seed nodes (`--redis-cluster false`
+    /// turns off `cluster = true` from the config file).
+    #[arg(
+        long,
+        global = true,
+        env = "CEDAR_SIDECAR_REDIS_CLUSTER",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub redis_cluster: Option<bool>,
     /// The URLs are Sentinels; use the master with this name.
     #[arg(
         long,
@@ -768,7 +797,10 @@ impl RedisArgs {
 
     /// How the URLs are to be read.
     pub fn topology(&self) -> Topology {
-        match (&self.redis_sentinel_master, self.redis_cluster) {
+        match (
+            &self.redis_sentinel_master,
+            self.redis_cluster == Some(true),
+        ) {
             (Some(master), _) => Topology::Sentinel {
                 master: master.clone(),
             },
@@ -804,7 +836,7 @@ impl RedisArgs {
             } else {
                 file.url.clone().unwrap_or_default()
             },
-            redis_cluster: self.redis_cluster || file.cluster.unwrap_or(false),
+            redis_cluster: Some(self.redis_cluster.or(file.cluster).unwrap_or(false)),
             redis_sentinel_master: self
                 .redis_sentinel_master
                 .clone()
@@ -822,11 +854,6 @@ impl RedisArgs {
                 .or_else(|| file.partition.clone()),
             stream_maxlen: self.stream_maxlen.or(file.stream_maxlen),
         }
-    }
-
-    /// The URLs with any password replaced, for display.
-    fn redacted_urls(&self) -> Vec<String> {
-        self.redis_url.iter().map(|u| redact_password(u)).collect()
     }
 
     /// The TLS files for `rediss://` URLs.
@@ -860,9 +887,16 @@ pub struct SyncArgs {
     /// and decisions answer 503 unless `--serve-stale`.
     #[arg(long, env = "CEDAR_SIDECAR_STALE_AFTER_MS")]
     pub stale_after_ms: Option<u64>,
-    /// Keep answering decisions from stale data.
-    #[arg(long, env = "CEDAR_SIDECAR_SERVE_STALE")]
-    pub serve_stale: bool,
+    /// Keep answering decisions from stale data (`--serve-stale false`
+    /// turns off `serve_stale = true` from the config file).
+    #[arg(
+        long,
+        env = "CEDAR_SIDECAR_SERVE_STALE",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub serve_stale: Option<bool>,
     /// Longest wait (ms) for a request's `consistency.at_least` revision.
     #[arg(long, env = "CEDAR_SIDECAR_CONSISTENCY_WAIT_MS")]
     pub consistency_wait_ms: Option<u64>,
@@ -876,7 +910,7 @@ impl SyncArgs {
     pub fn freshness(&self) -> FreshnessPolicy {
         FreshnessPolicy {
             stale_after: Duration::from_millis(self.stale_after_ms.unwrap_or(10_000)),
-            serve_stale: self.serve_stale,
+            serve_stale: self.serve_stale.unwrap_or(false),
             max_wait: Duration::from_millis(self.consistency_wait_ms.unwrap_or(100)),
         }
     }
@@ -890,7 +924,7 @@ impl SyncArgs {
     fn with_file(&self, file: &RedisFile) -> Self {
         Self {
             stale_after_ms: self.stale_after_ms.or(file.stale_after_ms),
-            serve_stale: self.serve_stale || file.serve_stale.unwrap_or(false),
+            serve_stale: Some(self.serve_stale.or(file.serve_stale).unwrap_or(false)),
             consistency_wait_ms: self.consistency_wait_ms.or(file.consistency_wait_ms),
             idle_check_ms: self.idle_check_ms.or(file.idle_check_ms),
         }

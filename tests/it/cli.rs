@@ -218,3 +218,80 @@ fn cedar_fast_paths_is_a_flag_a_variable_and_a_key() {
         );
     }
 }
+
+/// `--print-config` prints a file `--config` loads to the same settings,
+/// secrets left out; booleans from the file can be turned off by flag or
+/// variable (flag > environment > file > default).
+#[test]
+fn print_config_round_trips_and_booleans_follow_precedence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "max_batch = 7\nprobe_listen = \"127.0.0.1:9999\"\n[request_entities]\nmode = \"new-only\"\ntypes = [\"Thunk\"]\n[redis]\nurl = [\"redis://app:s3cret@redis:6379\"]\ncluster = true\nserve_stale = true\n[decision_log]\nsink = \"stdout\"\nmask = [\"token\"]\n",
+    )
+    .unwrap();
+    let print = |args: &[&str], env: &[(&str, &str)]| {
+        let mut command = sidecar();
+        command
+            .current_dir(repo())
+            .args(["serve", "--print-config"])
+            .args(args);
+        for key in ["CEDAR_SIDECAR_SERVE_STALE", "CEDAR_SIDECAR_REDIS_CLUSTER"] {
+            command.env_remove(key);
+        }
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let config = file.to_str().unwrap();
+    let printed = print(&["--config", config], &[]);
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(printed.contains("redis://app@redis:6379"), "{printed}");
+    assert!(
+        printed.contains("serve_stale = true") && printed.contains("cluster = true"),
+        "{printed}"
+    );
+    let again = dir.path().join("printed.toml");
+    std::fs::write(&again, &printed).unwrap();
+    assert_eq!(print(&["--config", again.to_str().unwrap()], &[]), printed);
+    for (args, env) in [
+        (
+            vec![
+                "--config",
+                config,
+                "--serve-stale",
+                "false",
+                "--redis-cluster",
+                "false",
+            ],
+            vec![],
+        ),
+        (
+            vec!["--config", config],
+            vec![
+                ("CEDAR_SIDECAR_SERVE_STALE", "false"),
+                ("CEDAR_SIDECAR_REDIS_CLUSTER", "false"),
+            ],
+        ),
+    ] {
+        let printed = print(&args, &env);
+        assert!(
+            printed.contains("serve_stale = false"),
+            "{args:?} {env:?}: {printed}"
+        );
+        assert!(
+            printed.contains("cluster = false"),
+            "{args:?} {env:?}: {printed}"
+        );
+    }
+    // A bare flag still turns it on.
+    assert!(print(&["--serve-stale"], &[]).contains("serve_stale = true"));
+}

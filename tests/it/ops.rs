@@ -745,21 +745,26 @@ fn print_config_shows_precedence_and_redacts_secrets() {
     assert!(text.contains("max_concurrency = 1024"), "default: {text}");
     for line in [
         "probe_listen = \"0.0.0.0:8181\"",
-        "idle_timeout = \"30000ms\"",
-        "shutdown_delay = \"3000ms\"",
-        "header_read_timeout = \"5000ms\"",
-        "body_read_timeout = \"1000ms\"",
+        "idle_timeout_ms = 30000",
+        "shutdown_delay_ms = 3000",
+        "header_read_timeout_ms = 5000",
+        "body_read_timeout_ms = 1000",
         "max_connections = 4096",
         "max_header_bytes = 16384",
-        "shutdown_timeout = \"10000ms\"",
+        "shutdown_timeout_ms = 10000",
+        "partition = \"p7\"",
+        "prefix = \"authz\"",
+        "stale_after_ms = 5000",
     ] {
         assert!(text.contains(line), "{line}: {text}");
     }
     assert!(text.contains("password"), "{text}");
+    // Secrets are left out: the token, and the password in the URL.
     assert!(
-        text.contains("[redacted]") && !text.contains("very-secret"),
+        !text.contains("very-secret") && !text.contains("hunter2"),
         "{text}"
     );
+    assert!(text.contains("redis://app@10.1.2.3:6379"), "{text}");
 }
 
 #[test]
