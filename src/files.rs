@@ -44,9 +44,7 @@ pub fn files_under(
     if metadata.is_file() {
         return Ok(vec![root.to_path_buf()]);
     }
-    let mut walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .sort_by_file_name();
+    let mut walker = walkdir::WalkDir::new(root).follow_links(true);
     if depth == Depth::Top {
         walker = walker.max_depth(1);
     }

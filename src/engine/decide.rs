@@ -98,10 +98,7 @@ pub fn decide(
 
     let overlay = trust
         .admit(&request.entities, pack, store, &request.principal)
-        .map_err(|error| match error {
-            RequestEntityError::Invalid(message) => RequestError::InvalidEntity(message),
-            refused => RequestError::EntitiesRefused(refused),
-        })?;
+        .map_err(RequestError::EntitiesRefused)?;
     let slicer = Slicer {
         overlay: &overlay,
         overlay_everywhere: trust.mode == RequestEntityMode::Override,

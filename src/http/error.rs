@@ -136,6 +136,8 @@ impl From<RequestError> for ApiError {
         match error {
             RequestError::SchemaViolation(m) => Self::RequestSchemaViolation(m),
             RequestError::InvalidEntity(m) => Self::InvalidEntity(m),
+            // A malformed entity is the same error whichever the mode.
+            RequestError::EntitiesRefused(RequestEntityError::Invalid(m)) => Self::InvalidEntity(m),
             RequestError::EntitiesRefused(refused) => Self::RequestEntities(refused),
         }
     }

@@ -16,6 +16,9 @@ pub struct Sidecar {
     child: Child,
     /// Where it serves decisions.
     pub address: SocketAddr,
+    /// What it wrote to stderr so far (drained by a thread, so a chatty
+    /// server never blocks on a full pipe).
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 /// A port that was free a moment ago.
@@ -47,8 +50,27 @@ impl Sidecar {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().unwrap();
-        let mut sidecar = Self { child, address };
+        let mut child = command.spawn().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = stderr.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+        }
+        let mut sidecar = Self {
+            child,
+            address,
+            stderr,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(status) = sidecar.child.try_wait().unwrap() {
@@ -80,11 +102,9 @@ impl Sidecar {
     pub fn stderr(&mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let mut text = String::new();
-        if let Some(mut err) = self.child.stderr.take() {
-            let _ = err.read_to_string(&mut text);
-        }
-        text
+        // The drain thread sees the pipe close once the process is gone.
+        std::thread::sleep(Duration::from_millis(100));
+        self.stderr.lock().unwrap().clone()
     }
 }
 
