@@ -381,6 +381,7 @@ fn copy(from: &Path, to: &Path) {
     }
 }
 
+/// README.md, docs/*.md, and each example pack's README.
 fn documents() -> Vec<PathBuf> {
     let mut files = vec![repo().join("README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
@@ -388,9 +389,58 @@ fn documents() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect();
+    for pack in std::fs::read_dir(repo().join("examples/packs")).unwrap() {
+        let readme = pack.unwrap().path().join("README.md");
+        if readme.exists() {
+            docs.push(readme);
+        }
+    }
     docs.sort();
     files.extend(docs);
     files
+}
+
+/// The longest a documented command may take (a `serve` written in a way
+/// this test does not recognise would otherwise hang it).
+const COMMAND_BOUND: Duration = Duration::from_secs(120);
+
+/// Runs `command` to its end, or kills it after [`COMMAND_BOUND`].
+fn run_bounded(mut command: Command) -> Option<std::process::Output> {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain both pipes meanwhile, so a talkative command does not block.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let deadline = Instant::now() + COMMAND_BOUND;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Some(std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
 }
 
 fn is_serve(command: &str) -> bool {
@@ -438,6 +488,12 @@ fn every_documented_command_runs_as_documented() {
                 _ => continue,
             }
             let steps = steps(&block);
+            if steps.is_empty() {
+                failures.push(format!(
+                    "{}: a `{}` block with no command",
+                    block.origin, block.lang
+                ));
+            }
             let serves = steps.iter().any(|s| is_serve(&scratch.rewrite(&s.command)));
             if !serves
                 && steps
@@ -464,7 +520,22 @@ fn every_documented_command_runs_as_documented() {
                     scratch.serve(&command, &step.origin);
                     continue;
                 }
-                let output = scratch.bash(&command).output().unwrap();
+                if block.lang == "console"
+                    && step.command.trim_start().starts_with("curl")
+                    && step.expected.is_empty()
+                {
+                    failures.push(format!(
+                        "{}: show what `curl` answers (curl exits 0 on any HTTP status)",
+                        step.origin
+                    ));
+                }
+                let Some(output) = run_bounded(scratch.bash(&command)) else {
+                    failures.push(format!(
+                        "{}: `{}` did not finish within {COMMAND_BOUND:?}",
+                        step.origin, step.command
+                    ));
+                    continue;
+                };
                 let text = format!(
                     "{}{}",
                     String::from_utf8_lossy(&output.stdout),
