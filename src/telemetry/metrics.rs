@@ -1,13 +1,14 @@
 //! Counters and histograms, rendered in Prometheus' text format.
 //!
-//! A handful of fixed series, so plain atomics (and one small mutex-guarded
-//! map for HTTP routes x statuses) are enough; no registry crate needed.
+//! A handful of fixed series, so plain atomics are enough (HTTP responses
+//! by route and status too: see [`super::http_counts`]); nothing on the
+//! request path takes a lock to count.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::http_counts::HttpCounts;
 
 /// Upper bounds (seconds) of the decision latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -121,9 +122,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
-    /// (route, status) -> count. A std mutex: held for one map update, never across an await.
-    /// By route, then status: a known route is counted without allocating.
-    http_requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// Responses by route and status (no lock on the response path).
+    http_requests: HttpCounts,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     /// Decision-log records that reached their sink.
@@ -184,16 +184,7 @@ impl Metrics {
 
     /// Counts one HTTP response.
     pub fn record_http(&self, route: &str, status: u16) {
-        let mut map = self
-            .http_requests
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        match map.get_mut(route) {
-            Some(statuses) => *statuses.entry(status).or_default() += 1,
-            None => {
-                map.insert(route.to_string(), BTreeMap::from([(status, 1)]));
-            }
-        }
+        self.http_requests.record(route, status);
     }
 
     /// Counts a policy reload.
@@ -366,20 +357,12 @@ impl Metrics {
             "counter",
             "HTTP responses, by route and status.",
         );
-        {
-            let map = self
-                .http_requests
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            for (route, statuses) in map.iter() {
-                for (status, n) in statuses {
-                    let _ = writeln!(
-                        out,
-                        "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                        escape(route)
-                    );
-                }
-            }
+        for ((route, status), n) in self.http_requests.snapshot() {
+            let _ = writeln!(
+                out,
+                "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                escape(&route)
+            );
         }
         header(
             &mut out,

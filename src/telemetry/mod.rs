@@ -2,6 +2,7 @@
 //! audit trail). Both are fed from the request path without blocking it.
 
 mod decision_log;
+mod http_counts;
 mod metrics;
 mod rate_limit;
 
