@@ -37,6 +37,10 @@ const NOT_RUN: &[(&str, &str)] = &[
         "the test command itself: it runs this test",
     ),
     (
+        "CEDAR_FUZZ_CASES=",
+        "a longer run of tests/it/fuzz.rs, which the test command runs bounded",
+    ),
+    (
         "bash bench/run.sh",
         "release builds and minutes of load; tests/it/bench_http.rs runs the harness",
     ),
