@@ -72,39 +72,42 @@ pub async fn read_body(State(reader): State<BodyReader>, request: Request, next:
     }
 }
 
-/// The whole body, and the budget it holds.
+/// The whole body, and the budget it holds. Each frame is copied into one
+/// buffer and dropped at once, and the budget is charged for what the
+/// buffer holds: a frame is a slice of the connection's read buffer, so
+/// keeping frames would keep whole read buffers alive for a byte each.
 async fn collect(
     mut body: Body,
     reader: &BodyReader,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), ApiError> {
-    let mut chunks: Vec<Bytes> = Vec::new();
-    let mut length = 0usize;
+    let mut buffer: Vec<u8> = Vec::new();
     let mut held: Option<OwnedSemaphorePermit> = None;
+    let mut charged = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame
             .map_err(|error| ApiError::InvalidRequest(format!("cannot read the body: {error}")))?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        length = length.saturating_add(data.len());
-        if length > reader.max_bytes {
+        if buffer.len().saturating_add(data.len()) > reader.max_bytes {
             return Err(ApiError::PayloadTooLarge(reader.max_bytes));
         }
-        let permits = u32::try_from(data.len()).map_err(|_| ApiError::Overloaded)?;
-        let permit = reader
-            .budget
-            .clone()
-            .try_acquire_many_owned(permits)
-            .map_err(|_| ApiError::Overloaded)?;
-        match held.as_mut() {
-            Some(held) => held.merge(permit),
-            None => held = Some(permit),
+        buffer.extend_from_slice(&data);
+        drop(data);
+        let grown = buffer.capacity().saturating_sub(charged);
+        if grown > 0 {
+            let permits = u32::try_from(grown).map_err(|_| ApiError::Overloaded)?;
+            let permit = reader
+                .budget
+                .clone()
+                .try_acquire_many_owned(permits)
+                .map_err(|_| ApiError::Overloaded)?;
+            charged = buffer.capacity();
+            match held.as_mut() {
+                Some(held) => held.merge(permit),
+                None => held = Some(permit),
+            }
         }
-        chunks.push(data);
     }
-    let bytes = match chunks.len() {
-        1 => chunks.pop().unwrap_or_default(),
-        _ => chunks.concat().into(),
-    };
-    Ok((bytes, held))
+    Ok((Bytes::from(buffer), held))
 }

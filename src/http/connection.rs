@@ -73,6 +73,10 @@ pub(super) async fn serve(
     };
     let connection = hyper::server::conn::http1::Builder::new()
         .max_header_size(limits.max_header_bytes)
+        // hyper's read buffer would otherwise grow to ~400 KiB per
+        // connection; a head fits with room for a body chunk (hyper refuses
+        // a bound under 8 KiB).
+        .max_buf_size(limits.max_header_bytes.saturating_add(8192).max(8192))
         // Ours instead (see the module docs); hyper's needs no timer when off.
         .header_read_timeout(None::<std::time::Duration>)
         .serve_connection(io, service);
