@@ -18,8 +18,8 @@ use crate::engine::{PolicyPack, RequestEntityMode, RequestEntityPolicy};
 use crate::entities::{load_entities_file, EntityMap};
 use crate::freshness::Freshness;
 use crate::http::{
-    probe_router, router, warn_if_short, AdminToken, AppState, CallerTokens, CpuPool, Lifecycle,
-    Server,
+    fit_connection_cap, probe_router, router, warn_if_short, AdminToken, AppState, CallerTokens,
+    CpuPool, Lifecycle, Server,
 };
 use crate::publisher::Publisher;
 use crate::reload::{watch, Reloader};
@@ -266,7 +266,12 @@ async fn serve(
         Some(address) => Some(tokio::net::TcpListener::bind(address).await?),
         None => None,
     };
-    let server = Server::new(config.connections, metrics, lifecycle.clone());
+    let mut connections = config.connections;
+    connections.max_connections = fit_connection_cap(
+        connections.max_connections,
+        1 + usize::from(probes.is_some()),
+    );
+    let server = Server::new(connections, metrics, lifecycle.clone());
     tracing::info!(address = %api.local_addr()?, "serving decisions");
     server.spawn(api, Listener::Api, router(state.clone()));
     if let Some(probes) = probes {

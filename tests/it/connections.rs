@@ -7,7 +7,7 @@
 //! exact lower bounds the server cannot beat by construction ("not closed
 //! before its timeout"), so a loaded machine cannot make these flaky.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -784,4 +784,48 @@ fn running_out_of_file_descriptors_neither_ends_nor_floods_the_accept_loop() {
     assert_eq!(code, Some(0));
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(log.matches("cannot accept connections").count(), 1, "{log}");
+}
+
+/// Under a low open-files limit, the per-listener cap is lowered so that
+/// every listener's connections fit: a flood of API connections cannot use
+/// up the descriptors the probe listener needs.
+#[test]
+fn a_flood_on_the_api_cannot_use_up_the_probes_descriptors() {
+    let api = crate::loopback::free_port();
+    let probe = crate::loopback::free_port();
+    let command = format!(
+        "ulimit -n 300 && exec {} serve --watch false --listen {api} --probe-listen {probe}",
+        env!("CARGO_BIN_EXE_cedar-sidecar")
+    );
+    let mut child = std::process::Command::new("bash")
+        .args(["-c", &command])
+        .current_dir(crate::support::repo())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(probe).is_err() {
+        assert!(Instant::now() < deadline, "the sidecar did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let flood: Vec<_> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(api).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let (status, _) = crate::loopback::http(probe, "GET", "/healthz", "", &[]);
+        assert_eq!(status, 200);
+    }
+    drop(flood);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("lowered"), "{stderr}");
 }
