@@ -20,8 +20,10 @@
 //!   asked for a fresh snapshot.
 //!
 //! The owner only moves pointers and applies changes (time proportional to
-//! the change): parsing and checking happen in the sources, off the async
-//! workers. Readers never wait: they load the [`SharedState`] pointer.
+//! the change): parsing and checking happen in the sources. (The Redis
+//! replica still parses stream batches and builds a snapshot's map on an
+//! async worker; a very large batch or snapshot holds that worker while it
+//! does.) Readers never wait: they load the [`SharedState`] pointer.
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -7,7 +7,8 @@
 use rustix::process::{getrlimit, setrlimit, Resource};
 
 /// Descriptors kept for what is not a connection: listeners, the decision
-/// log, Redis, the file watcher, the runtime.
+/// log, Redis, the file watcher, the runtime. (Should they run out anyway,
+/// the accept loop backs off and retries on EMFILE.)
 pub const RESERVED_DESCRIPTORS: u64 = 64;
 
 /// Raises the soft open-files limit as far as allowed and returns the
