@@ -387,6 +387,16 @@ impl Replica {
             };
             for entry in entries {
                 if let Some(what) = &entry.malformed {
+                    // Written during the scan, what it wrote may or may not
+                    // be in the scanned hash (the cursor may have passed the
+                    // key): load again, from a base past it.
+                    if entry.revision > base {
+                        return Err(SyncError::Moved(format!(
+                            "a malformed stream entry (revision {}) was written during the snapshot; loading again",
+                            entry.revision
+                        ))
+                        .into());
+                    }
                     // Skipped: what it wrote (if anything) is in the scanned hash.
                     if entry.revision > position.revision + 1 {
                         return Err(SyncError::Moved(format!(
