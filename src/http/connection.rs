@@ -32,7 +32,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
@@ -46,8 +46,32 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tower::ServiceExt;
 
-use super::server::ConnectionLimits;
 use crate::telemetry::{ConnectionTimeout, Listener, Metrics};
+
+/// Bounds on what one peer can hold open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A request head must be complete this long after its first byte.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long.
+    pub idle_timeout: Duration,
+    /// Open connections per listener; past it, new ones are closed at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers); hyper answers a
+    /// larger one with 431. Bounds the memory a connection's head can take.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
 
 /// Serves one connection until the peer closes it, it times out, or the
 /// server stops and its last request is answered. `stopped` resolves when

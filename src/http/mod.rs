@@ -30,13 +30,14 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub use admin::AdminToken;
+pub use connection::ConnectionLimits;
 pub use cpu_pool::CpuPool;
 pub use error::ApiError;
 pub use fd_limit::fit_connection_cap;
 pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
 pub use lifecycle::{Lifecycle, Phase};
 pub use middleware::REQUEST_ID_HEADER;
-pub use server::{ConnectionLimits, Server};
+pub use server::Server;
 pub use tokens::{
     presented_bearer, warn_if_short, CallerTokens, TokenFileError, TokenSet, MIN_TOKEN_BYTES,
 };
@@ -50,7 +51,7 @@ use crate::sync::RedisWriter;
 use crate::telemetry::{DecisionLog, Metrics};
 
 /// Limits that protect the sidecar (and its neighbours) from overload.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
@@ -59,11 +60,9 @@ pub struct HttpLimits {
     /// Requests handled at once; more are refused (503 `overloaded`).
     pub max_concurrency: usize,
     /// A request taking longer is answered 503 `timeout`.
-    #[serde(serialize_with = "as_millis")]
     pub request_timeout: Duration,
     /// A body taking longer to arrive is answered 408 `body_timeout`; it is
     /// read before the request takes a concurrency slot.
-    #[serde(serialize_with = "as_millis")]
     pub body_read_timeout: Duration,
 }
 
@@ -77,10 +76,6 @@ impl Default for HttpLimits {
             body_read_timeout: Duration::from_secs(1),
         }
     }
-}
-
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
 /// What every handler can see.

@@ -15,36 +15,9 @@ use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
-use super::connection;
+use super::connection::{self, ConnectionLimits};
 use super::lifecycle::Lifecycle;
 use crate::telemetry::{Listener, Metrics};
-
-/// Bounds on what one peer can hold open.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
-pub struct ConnectionLimits {
-    /// A request head must be complete this long after its first byte.
-    #[serde(serialize_with = "super::as_millis")]
-    pub header_read_timeout: Duration,
-    /// A connection with no request in progress is closed after this long.
-    #[serde(serialize_with = "super::as_millis")]
-    pub idle_timeout: Duration,
-    /// Open connections per listener; past it, new ones are closed at once.
-    pub max_connections: usize,
-    /// Largest request head (request line and headers); hyper answers a
-    /// larger one with 431. Bounds the memory a connection's head can take.
-    pub max_header_bytes: usize,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            header_read_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            max_connections: 4096,
-            max_header_bytes: 16 * 1024,
-        }
-    }
-}
 
 /// How long accepting pauses after an error that is not one connection's
 /// (out of file descriptors, out of memory): retrying at once would spin.
