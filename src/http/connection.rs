@@ -166,6 +166,10 @@ struct State {
     unflushed: bool,
     /// The server is stopping: answer what has arrived, then close.
     closing: bool,
+    /// No byte has arrived yet. A new connection is timed as a head from
+    /// its accept: one that sends nothing is cut after the header timeout,
+    /// not the idle timeout, so silent sockets cannot hold the cap.
+    silent: bool,
 }
 
 impl Activity {
@@ -173,10 +177,11 @@ impl Activity {
         Self {
             state: Mutex::new(State {
                 busy: 0,
-                head: false,
+                head: true,
                 since: Instant::now(),
                 unflushed: false,
                 closing: false,
+                silent: true,
             }),
             changed: Notify::new(),
         }
@@ -191,6 +196,7 @@ impl Activity {
     /// Bytes arrived; between requests, they are the start of a head.
     fn bytes_arrived(&self) {
         let mut state = self.lock();
+        state.silent = false;
         if state.busy == 0 && !state.head {
             state.head = true;
             state.since = Instant::now();
@@ -243,7 +249,7 @@ impl Activity {
     /// Stopping, and no request begun, in progress or still being flushed.
     fn closing_idle(&self) -> bool {
         let state = self.lock();
-        state.closing && state.busy == 0 && !state.head && !state.unflushed
+        state.closing && state.busy == 0 && (!state.head || state.silent) && !state.unflushed
     }
 
     /// When the connection is to be cut, and why; none while a request is

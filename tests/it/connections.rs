@@ -122,10 +122,11 @@ fn decide(stream: &mut TcpStream) -> serde_json::Value {
     answer.json()
 }
 
-/// Opens a connection and sends `bytes`, noting when it started sending.
+/// Opens a connection and sends `bytes`, noting when it started to connect
+/// (a head is timed from the connection's accept).
 fn send_partial(addr: SocketAddr, bytes: &str) -> (TcpStream, Instant) {
-    let mut stream = connect(addr);
     let sent = Instant::now();
+    let mut stream = connect(addr);
     stream.write_all(bytes.as_bytes()).unwrap();
     (stream, sent)
 }
@@ -207,12 +208,14 @@ fn connections_with_no_request_in_progress_are_closed_after_the_idle_timeout() {
     let idle = Duration::from_millis(1000);
     let limits = ConnectionLimits {
         idle_timeout: idle,
+        header_read_timeout: idle,
         ..Default::default()
     };
     let sidecar = Sidecar::start(limits, AppState::new(shipped_state()));
-    // A connection that never asks anything.
-    let mut silent = connect(sidecar.api);
+    // A connection that never asks anything: timed as a head from its
+    // accept, so cut by the header timeout (here as long as the idle one).
     let opened = Instant::now();
+    let mut silent = connect(sidecar.api);
     // A keep-alive connection after one answer.
     let mut kept = connect(sidecar.api);
     decide(&mut kept);
@@ -231,7 +234,12 @@ fn connections_with_no_request_in_progress_are_closed_after_the_idle_timeout() {
     assert_eq!(decide(&mut busy)["decision"], "Allow");
     assert_eq!(
         sidecar.metric(r#"cedar_http_connections_timed_out_total{listener="api",timeout="idle"}"#),
-        2.0
+        1.0
+    );
+    assert_eq!(
+        sidecar
+            .metric(r#"cedar_http_connections_timed_out_total{listener="api",timeout="header"}"#),
+        1.0
     );
 }
 
@@ -273,6 +281,26 @@ fn past_max_connections_new_connections_are_closed_and_counted() {
         sidecar.metric(r#"cedar_http_connections_rejected_total{listener="api"}"#),
         1.0
     );
+}
+
+/// Sockets that connect and send nothing are cut by the header timeout,
+/// not the (long) idle timeout: a few of them cannot hold the cap for long.
+#[test]
+fn silent_connections_at_the_cap_are_cut_by_the_header_timeout() {
+    let limits = ConnectionLimits {
+        max_connections: 20,
+        header_read_timeout: Duration::from_millis(500),
+        idle_timeout: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let sidecar = Sidecar::start(limits, AppState::new(shipped_state()));
+    let mut silent: Vec<TcpStream> = (0..20).map(|_| connect(sidecar.api)).collect();
+    let open = r#"cedar_http_connections_open{listener="api"}"#;
+    sidecar.wait_for_metric(open, 20.0);
+    for stream in &mut silent {
+        wait_closed(stream, SOON).expect("a silent connection held its slot");
+    }
+    assert_eq!(decide(&mut connect(sidecar.api))["decision"], "Allow");
 }
 
 #[test]
