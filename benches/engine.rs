@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cedar_sidecar::bench::gen::{env_id, generate, group_id, Dataset, GenValue};
-use cedar_sidecar::engine::{decide, PackSources, PolicyPack};
+use cedar_sidecar::engine::{decide, PackSources, PolicyPack, RequestEntityPolicy};
 use cedar_sidecar::entities::{parse_entity_str, EntityChange, EntityMap};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
@@ -50,6 +50,9 @@ fn fixture(size: usize) -> Fixture {
     Fixture { size, data, store }
 }
 
+/// Benchmarked requests carry no entities: the default rules.
+const TRUST: RequestEntityPolicy = RequestEntityPolicy::DEFAULT;
+
 fn bench_decide(c: &mut Criterion, pack: &PolicyPack, f: &Fixture) {
     let requests = f.data.requests(1_000, SEED + 1);
     let mut group = c.benchmark_group("decide");
@@ -58,15 +61,7 @@ fn bench_decide(c: &mut Criterion, pack: &PolicyPack, f: &Fixture) {
         b.iter(|| {
             let request = &requests[next % requests.len()];
             next += 1;
-            black_box(
-                decide(
-                    pack,
-                    store,
-                    request,
-                    &cedar_sidecar::engine::RequestEntityPolicy::default(),
-                )
-                .unwrap(),
-            )
+            black_box(decide(pack, store, request, &TRUST).unwrap())
         })
     });
     group.finish();
@@ -77,15 +72,7 @@ fn bench_decide(c: &mut Criterion, pack: &PolicyPack, f: &Fixture) {
     group.bench_with_input(BenchmarkId::from_parameter(f.size), &f.store, |b, store| {
         b.iter(|| {
             for request in &batch {
-                black_box(
-                    decide(
-                        pack,
-                        store,
-                        request,
-                        &cedar_sidecar::engine::RequestEntityPolicy::default(),
-                    )
-                    .unwrap(),
-                );
+                black_box(decide(pack, store, request, &TRUST).unwrap());
             }
         })
     });

@@ -79,13 +79,18 @@ pub struct RequestEntityPolicy {
 /// The default bound on entities per request and per batch.
 pub const DEFAULT_MAX_REQUEST_ENTITIES: usize = 100;
 
+impl RequestEntityPolicy {
+    /// `off`, no types, the default bound.
+    pub const DEFAULT: Self = Self {
+        mode: RequestEntityMode::Off,
+        types: Vec::new(),
+        max: DEFAULT_MAX_REQUEST_ENTITIES,
+    };
+}
+
 impl Default for RequestEntityPolicy {
     fn default() -> Self {
-        Self {
-            mode: RequestEntityMode::Off,
-            types: Vec::new(),
-            max: DEFAULT_MAX_REQUEST_ENTITIES,
-        }
+        Self::DEFAULT
     }
 }
 

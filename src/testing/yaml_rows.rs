@@ -109,6 +109,25 @@ struct Request<'r> {
     context: &'r Context,
 }
 
+impl<'r> Request<'r> {
+    /// One request from its nodes, each a string.
+    fn new(
+        row: &'r Node,
+        principal: &'r Node,
+        action: &'r Node,
+        resource: &'r Node,
+        context: &'r Context,
+    ) -> Result<Self, Mistake> {
+        Ok(Self {
+            row,
+            principal: Part::string(principal, "the principal")?,
+            action: Part::string(action, "the action")?,
+            resource: Part::string(resource, "the resource")?,
+            context,
+        })
+    }
+}
+
 fn matrix_row(
     table: &Table<'_>,
     columns: &[Column<'_>],
@@ -170,13 +189,7 @@ fn list_row(table: &Table<'_>, row: &Node) -> Result<Vec<TestCase>, Mistake> {
                 ));
             };
             let expect = decision(cell, "the decision")?;
-            let request = Request {
-                row,
-                principal: Part::string(principal, "the principal")?,
-                action: Part::string(action, "the action")?,
-                resource: Part::string(resource, "the resource")?,
-                context: &context,
-            };
+            let request = Request::new(row, principal, action, resource, &context)?;
             Ok(vec![build_case(table, None, &request, expect)?])
         }
         Value::Map(fields) => Ok(case_mapping(table, row, fields)?.into_iter().collect()),
@@ -220,13 +233,7 @@ fn case_mapping(
         expect.errors = error_check(errors)?;
     }
     let name = get("name").map(|name| name.name("the name")).transpose()?;
-    let request = Request {
-        row,
-        principal: Part::string(principal, "the principal")?,
-        action: Part::string(action, "the action")?,
-        resource: Part::string(resource, "the resource")?,
-        context: &context,
-    };
+    let request = Request::new(row, principal, action, resource, &context)?;
     build_case(table, name, &request, Some(expect)).map(Some)
 }
 
