@@ -28,21 +28,21 @@ echo "== machine"
 } | tee bench/results/machine.txt
 
 echo "== build (release)"
-cargo build --release --bin cedar-sidecar
+cargo build --release --bin cedar-sidecar --bin cedar-sidecar-bench
 
 echo "== engine benchmarks (criterion)"
-CEDAR_BENCH_SIZES="$sizes" cargo bench --bench engine -- --noplot 2>&1 | tee bench/results/engine.txt
+CEDAR_BENCH_SIZES="$sizes" cargo bench -p cedar-sidecar-bench --bench engine -- --noplot 2>&1 | tee bench/results/engine.txt
 
 echo "== startup and scale (one child process per size)"
-target/release/cedar-sidecar bench scale --sizes "$sizes" \
+target/release/cedar-sidecar-bench scale --sizes "$sizes" \
   --json bench/results/scale.json --chart bench/scale.svg | tee bench/results/scale.txt
 
 echo "== HTTP on loopback (100k entities)"
-target/release/cedar-sidecar bench http --entities 100000 --seconds "$seconds" \
+target/release/cedar-sidecar-bench http --entities 100000 --seconds "$seconds" \
   --json bench/results/http.json | tee bench/results/http.txt
 
 echo "== Redis sync: write-to-applied with 1 and 16 replicas, snapshot load"
-cargo build --release --example redis_sync_bench
+cargo build --release -p cedar-sidecar-bench --example redis_sync_bench
 if [[ "${QUICK:-}" == 1 ]]; then
   target/release/examples/redis_sync_bench --quick | tee bench/results/redis.txt
 else

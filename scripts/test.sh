@@ -19,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-cargo test --locked --all-targets
+cargo test --locked --workspace --all-targets
 
 # The same decisions and entities with our shortcuts around Cedar's checks
 # turned off (src/shortcuts.rs): the equivalence tests hold both ways.

@@ -60,7 +60,7 @@ struct Contact {
 }
 
 /// A point-in-time view for `/readyz` and logs.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FreshnessReport {
     /// Whether contact is tracked at all (false for the file source).
     pub tracked: bool,

@@ -1,11 +1,11 @@
 //! cedar-sidecar: answers "may this principal do this action on this
 //! resource?" from Cedar policies and an in-memory entity graph.
 //!
-//! The map of the crate:
-//! - [`engine`]: pure Cedar. Loads and strictly validates policies and schema
-//!   into a [`engine::PolicyPack`], and decides one request ([`engine::decide`]).
-//! - [`entities`]: the entity graph. A persistent map of entities by uid
-//!   ([`entities::EntityMap`]) and the per-request slice ([`entities::Slicer`]).
+//! The map of the crate (the engine, the entity graph and the policy tools
+//! are crates of their own, re-exported here under their module names):
+//! - [`engine`], [`entities`], [`diagnostics`], [`files`], [`shortcuts`]:
+//!   `cedar-sidecar-core` (crates/core): pure Cedar and the entity graph.
+//! - [`testing`]: `cedar-policy-tools` (crates/policy-tools): policy unit tests.
 //! - [`state`]: the current snapshot of pack + entities, swapped atomically.
 //! - [`publisher`]: the one task that owns what is published: policy
 //!   reloads and entity sources send it typed events.
@@ -14,29 +14,21 @@
 //! - [`http`]: the axum API and the server under it (our accept loop on
 //!   hyper: connection limits, probe listener, shutdown); wire types and the
 //!   error table live here only.
-//! - [`testing`]: policy unit tests (`cedar-sidecar test`): Cedar's
-//!   `run-tests` JSON and YAML decision tables, run through [`engine::decide`].
-//! - [`cli`]: one file per subcommand (`serve`, `check`, `test`, `fmt`, `probe`, `entities`, `bench`).
+//! - [`cli`]: the subcommands (`serve`, `probe`, `entities` here; `check`, `test`, `fmt` from the policy tools).
 //! - [`sync`]: entity sources; the Redis replica and writer (the only
 //!   module that imports `redis`).
 //! - [`freshness`]: applied revision, contact with the source, staleness.
 //! - [`config`]: typed settings from flags, environment and a TOML file.
-//! - [`bench`]: synthetic data and the benchmarks (`cedar-sidecar bench`, `benches/`).
-//! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
-pub mod bench;
 pub mod cli;
 pub mod config;
-pub mod diagnostics;
-pub mod engine;
-pub mod entities;
-pub mod files;
 pub mod freshness;
 pub mod http;
 pub mod publisher;
 pub mod reload;
-pub mod shortcuts;
 pub mod state;
 pub mod sync;
 pub mod telemetry;
-pub mod testing;
+
+pub use cedar_policy_tools::testing;
+pub use cedar_sidecar_core::{diagnostics, engine, entities, files, shortcuts};

@@ -1,21 +1,18 @@
 //! The command line: one file per subcommand.
 
-mod bench;
-mod check;
 mod entities;
-mod fmt;
 mod probe;
 mod serve;
-mod test;
 
 use clap::{Parser, Subcommand};
 
-pub use bench::run_bench;
-pub use check::run_check;
+use cedar_policy_tools::{check, fmt, test};
+
+pub use cedar_policy_tools::check::run_check;
+pub use cedar_policy_tools::fmt::{format_text, run_fmt};
+pub use cedar_policy_tools::test::run_test;
 pub use entities::run_entities;
-pub use fmt::{format_text, run_fmt};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
-pub use test::run_test;
 
 /// A policy-as-code authorization sidecar for Cedar.
 #[derive(Debug, Parser)]
@@ -41,8 +38,6 @@ pub enum Command {
     Fmt(fmt::FmtCommand),
     /// Write, read and export the entity dataset in Redis.
     Entities(entities::EntitiesCommand),
-    /// Measure: HTTP load on loopback, or load time and memory per store size.
-    Bench(bench::BenchCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -60,6 +55,5 @@ pub fn run(cli: Cli) -> i32 {
             serve::init_logging(crate::config::LogFormat::Human);
             run_entities(args)
         }
-        Command::Bench(args) => run_bench(args),
     }
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
-use serde_json::{json, Value};
 
 use super::tokens::{presented_bearer, TokenSet};
+use super::wire::ReloadResponse;
 use super::{ApiError, AppState};
 use crate::reload::Reloaded;
 use crate::telemetry::RateLimit;
@@ -52,7 +52,7 @@ pub fn authorize_admin(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
 pub async fn reload(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReloadResponse>, ApiError> {
     authorize_admin(&state, &headers)?;
     let Some(reloader) = state.reloader.clone() else {
         return Err(ApiError::ReloadFailed(
@@ -64,14 +64,16 @@ pub async fn reload(
         .await
         .map_err(|_| ApiError::Internal)?;
     match result {
-        Ok(Reloaded::Published(version)) => Ok(Json(
-            json!({ "status": "reloaded", "policy_version": version }),
-        )),
+        Ok(Reloaded::Published(version)) => Ok(Json(ReloadResponse {
+            status: "reloaded",
+            policy_version: version,
+        })),
         // A new schema waits for entities checked against it; `/v1/status`
         // shows when it is published (or refused).
-        Ok(Reloaded::Pending(version)) => Ok(Json(
-            json!({ "status": "pending", "policy_version": version }),
-        )),
+        Ok(Reloaded::Pending(version)) => Ok(Json(ReloadResponse {
+            status: "pending",
+            policy_version: version,
+        })),
         Err(error) => Err(ApiError::ReloadFailed(error)),
     }
 }

@@ -13,12 +13,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cedar_policy::EntityUid;
-use serde_json::json;
 
 use super::admin::authorize_admin;
 use super::handlers::current;
 use super::json::JsonBody;
-use super::wire::{DeleteEntitiesRequest, PutEntitiesRequest};
+use super::wire::{
+    DeleteEntitiesRequest, EntitiesDeleted, EntitiesWritten, EntityRecordBody, PutEntitiesRequest,
+};
 use super::{ApiError, AppState};
 use crate::entities::parse_entities_json;
 use crate::sync::{EntityWrite, RedisWriter};
@@ -48,7 +49,11 @@ pub async fn put_entities(
     let revision = writer
         .put_entities(&entities, request.expected_revision)
         .await?;
-    Ok(Json(json!({ "revision": revision, "written": entities.len() })).into_response())
+    Ok(Json(EntitiesWritten {
+        revision,
+        written: entities.len(),
+    })
+    .into_response())
 }
 
 /// `DELETE /v1/entities`: deletes the uids as one revision.
@@ -63,7 +68,11 @@ pub async fn delete_entities(
         .map(|uid| uid.to_uid("uids").map(|uid| EntityWrite::delete(&uid)))
         .collect::<Result<Vec<_>, _>>()?;
     let revision = writer.write(&writes, request.expected_revision).await?;
-    Ok(Json(json!({ "revision": revision, "deleted": writes.len() })).into_response())
+    Ok(Json(EntitiesDeleted {
+        revision,
+        deleted: writes.len(),
+    })
+    .into_response())
 }
 
 /// `GET /v1/entities/{uid}`: the entity as stored in Redis.
@@ -86,10 +95,12 @@ pub async fn get_entity(
         tracing::error!(uid = record.uid, %error, "stored entity is not JSON");
         ApiError::SourceUnavailable
     })?;
-    Ok(
-        Json(json!({ "uid": record.uid, "revision": record.revision, "entity": entity }))
-            .into_response(),
-    )
+    Ok(Json(EntityRecordBody {
+        uid: record.uid,
+        revision: record.revision,
+        entity,
+    })
+    .into_response())
 }
 
 fn writer(state: &AppState) -> Result<&Arc<RedisWriter>, ApiError> {

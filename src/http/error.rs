@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::wire::ErrorBody;
 use crate::engine::{RequestEntityError, RequestError};
 use crate::sync::SyncError;
 
@@ -125,9 +126,12 @@ impl ApiError {
     }
 
     /// The JSON body `{"code","message"}`.
-    pub fn body(&self) -> serde_json::Value {
+    pub fn body(&self) -> ErrorBody {
         let (_, code) = self.status_and_code();
-        serde_json::json!({ "code": code, "message": self.to_string() })
+        ErrorBody {
+            code,
+            message: self.to_string(),
+        }
     }
 }
 

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde_json::json;
 
 use super::json::JsonBody;
 use super::middleware::RequestMeta;
 
 use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
+    Health, PoliciesResponse, PolicyEntry, Readiness, ReadyStatus, ReadySync,
 };
 use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
@@ -219,16 +219,22 @@ fn decide_items(
 /// `GET /v1/policies`
 pub async fn policies(State(state): State<AppState>) -> Result<Response, ApiError> {
     let snapshot = current(&state)?;
-    Ok(Json(json!({
-        "version": snapshot.pack.version,
-        "policies": snapshot.pack.files.info,
-    }))
+    Ok(Json(PoliciesResponse {
+        version: snapshot.pack.version.clone(),
+        policies: snapshot
+            .pack
+            .files
+            .info
+            .iter()
+            .map(PolicyEntry::from)
+            .collect(),
+    })
     .into_response())
 }
 
 /// `GET /healthz`: the process is up.
 pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+    Json(Health { status: "ok" }).into_response()
 }
 
 /// `GET /readyz`: 200 once policies, schema and entities are loaded and the
@@ -240,23 +246,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         let reason = "shutting down: new requests should go elsewhere";
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "draining", "reason": reason, "reasons": [reason] })),
+            Json(Readiness::because(
+                ReadyStatus::Draining,
+                reason.to_string(),
+            )),
         )
             .into_response();
     }
     let report = state.freshness.report();
     let policy = state.freshness.policy();
-    let sync = json!({
-        "revision": report.revision,
-        "tracked": report.tracked,
-        "since_contact_ms": report.since_contact_ms,
-        "stale_after_ms": policy.stale_after.as_millis(),
-        "serve_stale": policy.serve_stale,
-        "last_error": report.last_error,
-        "reloads": report.reloads,
-        "last_reload_reason": report.last_reload_reason,
-        "invalid_entities": report.invalid_entities,
-    });
+    let sync = ReadySync::new(&report, &policy);
     let Some(snapshot) = state.shared.snapshot() else {
         let reason = match &report.last_error {
             Some(error) => format!("entities are still loading (last error: {error})"),
@@ -264,7 +263,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         };
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": reason, "reasons": [reason], "sync": sync })),
+            Json(Readiness {
+                sync: Some(sync),
+                ..Readiness::because(ReadyStatus::NotReady, reason)
+            }),
         )
             .into_response();
     };
@@ -277,18 +279,26 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         tracing::warn!(%reason, "not ready");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": reason, "reasons": [reason], "entities": entities, "min_entities": state.min_entities, "sync": sync })),
+            Json(Readiness {
+                entities: Some(entities),
+                min_entities: Some(state.min_entities),
+                sync: Some(sync),
+                ..Readiness::because(ReadyStatus::NotReady, reason)
+            }),
         )
             .into_response();
     }
-    let mut body = json!({
-        "status": "ready",
-        "policy_version": snapshot.pack.version,
-        "policies": snapshot.pack.files.policy_count(),
-        "entities": snapshot.entities.len(),
-        "revision": snapshot.entities.revision(),
-        "sync": sync,
-    });
+    let mut body = Readiness {
+        status: ReadyStatus::Ready,
+        reason: None,
+        reasons: Vec::new(),
+        policy_version: Some(snapshot.pack.version.clone()),
+        policies: Some(snapshot.pack.files.policy_count()),
+        entities: Some(snapshot.entities.len()),
+        min_entities: None,
+        revision: Some(snapshot.entities.revision()),
+        sync: Some(sync),
+    };
     if report.stale {
         let reason = format!(
             "out of contact with the entity source for {} ms (bound {} ms)",
@@ -296,9 +306,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             policy.stale_after.as_millis()
         );
         tracing::warn!(%reason, "entity data is stale");
-        body["status"] = json!("stale");
-        body["reason"] = json!(reason);
-        body["reasons"] = json!([reason]);
+        body.status = ReadyStatus::Stale;
+        body.reasons = vec![reason.clone()];
+        body.reason = Some(reason);
         if !policy.serve_stale {
             return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
         }
@@ -416,7 +426,10 @@ fn record(
     response: &AuthorizeResponse,
     elapsed: std::time::Duration,
 ) -> DecisionRecord {
-    let context = request.context.clone().unwrap_or_else(|| json!({}));
+    let context = request
+        .context
+        .clone()
+        .unwrap_or_else(|| serde_json::json!({}));
     DecisionRecord {
         decision_id: response.decision_id.clone(),
         timestamp: now_rfc3339(),

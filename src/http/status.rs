@@ -4,8 +4,11 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
+use super::wire::{
+    CallerTrust, DecisionLogStatus, EntitiesStatus, PackStatus, ReloadBody, RequestEntitiesStatus,
+    StatusResponse,
+};
 use super::AppState;
 use crate::reload::rfc3339;
 use crate::telemetry::{DecisionLogLoss, SnapshotGauges};
@@ -15,47 +18,48 @@ pub async fn status(State(state): State<AppState>) -> Response {
     let uptime = state.started_at.elapsed().map_or(0, |d| d.as_secs());
     let reload = state.reloader.as_ref().map(|r| r.status());
     let snapshot = state.shared.snapshot();
-    let body = json!({
-        "build_version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": uptime,
-        "ready": snapshot.is_some(),
-        "policies": snapshot.as_ref().map(|s| json!({
-            "version": s.pack.version,
-            "loaded_at": rfc3339(s.pack_loaded_at),
-            "policies": s.pack.files.policy_count(),
-            "templates": s.pack.files.template_count(),
-            "slice_depth": s.pack.slice_limits.depth,
-        })),
-        "last_reload": reload,
-        "entities": snapshot.as_ref().map(|s| json!({
-            "source": &*state.entity_source,
-            "count": s.entities.len(),
-            "revision": s.entities.revision(),
-            "min_entities": state.min_entities,
-            "below_minimum": s.entities.len() < state.min_entities,
-        })),
-        "caller_trust": {
-            "request_entities": {
-                "mode": state.request_entities.mode.as_str(),
-                "types": state.request_entities.types.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "max": state.request_entities.max,
+    let trust = &state.request_entities;
+    let body = StatusResponse {
+        build_version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: uptime,
+        ready: snapshot.is_some(),
+        policies: snapshot.as_ref().map(|s| PackStatus {
+            version: s.pack.version.clone(),
+            loaded_at: rfc3339(s.pack_loaded_at),
+            policies: s.pack.files.policy_count(),
+            templates: s.pack.files.template_count(),
+            slice_depth: s.pack.slice_limits.depth,
+        }),
+        last_reload: reload.map(ReloadBody::from),
+        entities: snapshot.as_ref().map(|s| EntitiesStatus {
+            source: state.entity_source.to_string(),
+            count: s.entities.len(),
+            revision: s.entities.revision(),
+            min_entities: state.min_entities,
+            below_minimum: s.entities.len() < state.min_entities,
+        }),
+        caller_trust: CallerTrust {
+            request_entities: RequestEntitiesStatus {
+                mode: trust.mode.as_str(),
+                types: trust.types.iter().map(ToString::to_string).collect(),
+                max: trust.max,
             },
-            "caller_tokens": state.callers.is_some(),
+            caller_tokens: state.callers.is_some(),
         },
-        "sync": state.freshness.report(),
-        "decision_log": {
-            "sink": state.decision_log.config().sink,
-            "written": state.metrics.decision_log_written(),
-            "dropped": state.metrics.decision_log_drops(),
-            "dropped_by_cause": DecisionLogLoss::ALL
+        sync: state.freshness.report().into(),
+        decision_log: DecisionLogStatus {
+            sink: state.decision_log.config().sink.to_string(),
+            written: state.metrics.decision_log_written(),
+            dropped: state.metrics.decision_log_drops(),
+            dropped_by_cause: DecisionLogLoss::ALL
                 .iter()
                 .map(|cause| (cause.label(), state.metrics.decision_log_lost(*cause)))
-                .collect::<std::collections::BTreeMap<_, _>>(),
-            "pending": state.decision_log.pending(),
-            "reopens": state.metrics.decision_log_reopens(),
-            "rotation_failures": state.metrics.decision_log_rotation_failures(),
+                .collect(),
+            pending: state.decision_log.pending(),
+            reopens: state.metrics.decision_log_reopens(),
+            rotation_failures: state.metrics.decision_log_rotation_failures(),
         },
-    });
+    };
     Json(body).into_response()
 }
 

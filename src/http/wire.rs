@@ -1,5 +1,9 @@
 //! The API's wire types. Nothing else in the crate derives serde for HTTP.
 
+mod operations;
+
+pub use operations::*;
+
 use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
@@ -161,7 +165,7 @@ pub enum BatchItem {
     /// The item was refused: `{"error": {"code", "message"}}`.
     Refused {
         /// The same body a single request would get.
-        error: serde_json::Value,
+        error: ErrorBody,
     },
 }
 

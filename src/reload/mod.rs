@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::engine::{PackSources, PolicyPack};
@@ -28,7 +27,7 @@ pub use watch::{watch, Watching};
 pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// What the last reloads did, for `/v1/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct ReloadStatus {
     /// When the policy pack last loaded successfully (RFC 3339).
     pub last_ok_at: Option<String>,

@@ -74,12 +74,12 @@ pub enum DecisionLogSink {
 }
 
 /// Shown as written in configuration: `off`, `stdout` or the file path.
-impl Serialize for DecisionLogSink {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl std::fmt::Display for DecisionLogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Off => s.serialize_str("off"),
-            Self::Stdout => s.serialize_str("stdout"),
-            Self::File(path) => s.serialize_str(&path.display().to_string()),
+            Self::Off => f.write_str("off"),
+            Self::Stdout => f.write_str("stdout"),
+            Self::File(path) => write!(f, "{}", path.display()),
         }
     }
 }
@@ -106,7 +106,7 @@ pub enum DecisionLogFilter {
 }
 
 /// Decision log settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DecisionLogConfig {
     /// Where records go.
     pub sink: DecisionLogSink,
@@ -115,7 +115,6 @@ pub struct DecisionLogConfig {
     /// Keep one allow in this many (1 keeps all). Denies are never sampled.
     pub sample_allows: u64,
     /// Context keys (at any depth) whose values are replaced by `[masked]`.
-    #[serde(rename = "mask")]
     pub mask_keys: Vec<String>,
     /// Records that may wait for the writer before new ones are dropped.
     pub buffer: usize,

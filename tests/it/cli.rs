@@ -295,3 +295,60 @@ fn print_config_round_trips_and_booleans_follow_precedence() {
     // A bare flag still turns it on.
     assert!(print(&["--serve-stale"], &[]).contains("serve_stale = true"));
 }
+
+/// Every `[default: X]` that `serve --help` shows is the default: giving
+/// `--flag X` prints the same effective settings as giving nothing.
+#[test]
+fn help_shows_the_real_defaults() {
+    let help = sidecar()
+        .current_dir(repo())
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let print = |args: &[String]| {
+        let mut command = sidecar();
+        command
+            .current_dir(repo())
+            .args(["serve", "--print-config"])
+            .args(args);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("CEDAR_SIDECAR_") {
+                command.env_remove(key);
+            }
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let baseline = print(&[]);
+    // Options are listed as `      --name <VALUE>` followed by their help,
+    // which ends with `[default: X]` (maybe after an `[env: ...]`).
+    let mut checked = 0;
+    let mut flag: Option<String> = None;
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("--") {
+            flag = rest.split([' ', '<', '[']).next().map(|f| format!("--{f}"));
+        }
+        let Some(start) = line.find("[default: ") else {
+            continue;
+        };
+        let value = &line[start + "[default: ".len()..];
+        let Some(value) = value.split(']').next() else {
+            continue;
+        };
+        if value == "none" {
+            continue;
+        }
+        let flag = flag.clone().expect("a default belongs to an option");
+        let given = print(&[flag.clone(), value.to_string()]);
+        assert_eq!(given, baseline, "{flag} {value} is not the default");
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} defaults found in:\n{help}");
+}

@@ -1,7 +1,7 @@
 //! Integration tests: one binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod bench_http;
+mod action_index;
 mod cli;
 mod conform_equivalence;
 mod connections;

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use cedar_sidecar::bench::gen::generate;
 use cedar_sidecar::freshness::FreshnessPolicy;
 use cedar_sidecar::http::{router, AppState};
 use cedar_sidecar::reload::{Reloaded, Reloader};
 use cedar_sidecar::sync::{EntityWrite, Topology};
+use cedar_sidecar_bench::gen::generate;
 use serde_json::json;
 use tower::ServiceExt;
 

@@ -14,12 +14,11 @@ use crate::diagnostics::{Problem, Problems};
 use crate::files::{files_under, has_suffix, Depth};
 
 /// What we know about one loaded policy or template.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct PolicyInfo {
     /// The id used in decisions (`@id` or `file:index`).
     pub id: String,
     /// `permit` or `forbid`.
-    #[serde(serialize_with = "serialize_effect")]
     pub effect: Effect,
     /// Source file relative to the policies folder, `/`-separated.
     pub file: String,
@@ -235,11 +234,4 @@ fn relative_name(dir: &Path, file: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-fn serialize_effect<S: serde::Serializer>(effect: &Effect, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(match effect {
-        Effect::Permit => "permit",
-        Effect::Forbid => "forbid",
-    })
 }

@@ -506,9 +506,17 @@ fn thunk_id(org: usize, t: usize) -> String {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::engine::shipped_pack;
-    use crate::engine::{decide, Verdict};
+    use crate::engine::{decide, PackSources, PolicyPack, Verdict};
     use crate::entities::{parse_entities_json, EntityMap};
+
+    fn shipped_pack() -> PolicyPack {
+        let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+        PolicyPack::load(&PackSources {
+            policies: root.join("policies"),
+            schema: root.join("schema"),
+        })
+        .expect("the shipped pack loads")
+    }
 
     #[test]
     fn same_seed_same_bytes_other_seed_other_bytes() {

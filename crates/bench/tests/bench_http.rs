@@ -1,13 +1,20 @@
 //! The HTTP bench harness end to end on a small store, and the listener's
 //! TCP_NODELAY.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::Duration;
 
-use cedar_sidecar::bench::http::{run_http_bench, HttpBenchConfig, HttpBenchError};
-use cedar_sidecar::engine::PolicyPack;
+use cedar_sidecar::engine::{PackSources, PolicyPack};
+use cedar_sidecar_bench::http::{run_http_bench, HttpBenchConfig, HttpBenchError};
 
 fn shipped_pack() -> PolicyPack {
-    std::sync::Arc::into_inner(crate::support::shipped().pack).expect("the only owner")
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
+    PolicyPack::load(&PackSources {
+        policies: root.join("policies"),
+        schema: root.join("schema"),
+    })
+    .expect("the shipped pack loads")
 }
 
 fn config(pin: bool) -> HttpBenchConfig {

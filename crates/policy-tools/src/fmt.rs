@@ -10,7 +10,7 @@ use clap::Args;
 
 use crate::files::{files_under, has_suffix, Depth};
 
-use crate::config::DEFAULT_POLICIES;
+use crate::paths::DEFAULT_POLICIES;
 
 /// Arguments of `fmt`.
 #[derive(Debug, Args)]

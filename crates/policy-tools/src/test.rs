@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::config::{DEFAULT_POLICIES, DEFAULT_SCHEMA, DEFAULT_TESTS};
 use crate::engine::{PackSources, PolicyPack};
+use crate::paths::{DEFAULT_POLICIES, DEFAULT_SCHEMA, DEFAULT_TESTS};
 use crate::testing::{
     discover, load_test_file, render_human, render_json, render_junit, run_suite, summary_line,
     OutputFormat, RunReport, Status,

@@ -277,7 +277,8 @@ mod tests {
     use serde_json::json;
 
     fn store(pack: &crate::engine::PolicyPack) -> EntityMap {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("demo/entities.json");
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+            .join("demo/entities.json");
         let entities = load_entities_file(&path, &pack.schema).unwrap_or_default();
         EntityMap::from_entities(entities, 1)
     }

@@ -6,9 +6,9 @@ use std::io::Write;
 
 use clap::Args;
 
-use crate::config::PackArgs;
 use crate::engine::PolicyPack;
 use crate::entities::load_entities_file;
+use crate::paths::PackArgs;
 
 /// Arguments of `check`.
 #[derive(Debug, Args)]

@@ -109,7 +109,6 @@ pub fn measure_in_child(
     seed: u64,
 ) -> Result<ScalePoint, ScaleError> {
     let output = Command::new(exe)
-        .arg("bench")
         .arg("load-child")
         .arg("--policies")
         .arg(&sources.policies)
@@ -260,7 +259,7 @@ mod tests {
     fn child_side_loads_a_generated_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = ensure_entities_file(dir.path(), 2_000, 1).expect("write");
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
         let sources = PackSources {
             policies: root.join("policies"),
             schema: root.join("schema"),

@@ -1,4 +1,4 @@
-//! `cedar-sidecar bench`: the HTTP load benchmark and the startup/scale
+//! `cedar-sidecar-bench`: the HTTP load benchmark and the startup/scale
 //! measurement (see BENCHMARKS.md). Run it from a release build.
 
 use std::path::PathBuf;
@@ -6,13 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::bench::chart::draw_scale_chart;
-use crate::bench::http::{run_http_bench, HttpBenchConfig};
-use crate::bench::scale::{
-    ensure_entities_file, load_child, measure_in_child, median_run, ScalePoint,
-};
-use crate::config::{DEFAULT_POLICIES, DEFAULT_SCHEMA};
+use crate::chart::draw_scale_chart;
 use crate::engine::{PackSources, PolicyPack};
+use crate::http::{run_http_bench, HttpBenchConfig};
+use crate::scale::{ensure_entities_file, load_child, measure_in_child, median_run, ScalePoint};
+use cedar_policy_tools::paths::{DEFAULT_POLICIES, DEFAULT_SCHEMA};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]

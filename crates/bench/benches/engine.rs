@@ -1,6 +1,6 @@
 //! Engine benchmarks: slice + decide, one entity change, re-parenting a
 //! group of 1,000 members, and a batch of 100 decisions, at 10k, 100k and
-//! 1M stored entities of generated data (`cedar_sidecar::bench::gen`).
+//! 1M stored entities of generated data (`cedar_sidecar_bench::gen`).
 //!
 //! `CEDAR_BENCH_SIZES=10000,100000` limits the sizes (default: all three).
 //! Each size's data is built once and shared by every benchmark of that size.
@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cedar_sidecar::bench::gen::{env_id, generate, group_id, Dataset, GenValue};
 use cedar_sidecar::engine::{decide, PackSources, PolicyPack, RequestEntityPolicy};
 use cedar_sidecar::entities::{parse_entity_str, EntityChange, EntityMap};
+use cedar_sidecar_bench::gen::{env_id, generate, group_id, Dataset, GenValue};
 use criterion::{BenchmarkId, Criterion, Throughput};
 
 const SEED: u64 = 42;
@@ -30,7 +30,7 @@ fn sizes() -> Vec<usize> {
 }
 
 fn pack() -> PolicyPack {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     PolicyPack::load(&PackSources {
         policies: root.join("policies"),
         schema: root.join("schema"),

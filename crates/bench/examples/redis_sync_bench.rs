@@ -63,7 +63,7 @@ impl Drop for Server {
 }
 
 fn pack() -> Arc<PolicyPack> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     Arc::new(
         PolicyPack::load(&PackSources {
             policies: root.join("policies"),

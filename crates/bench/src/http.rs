@@ -16,7 +16,7 @@ use super::gen::{generate, request_json};
 use super::loadgen::{self, LoadResult, LoadShape, Target};
 use crate::engine::PolicyPack;
 use crate::entities::EntityMap;
-use crate::http::{router_with, AppState, ConnectionLimits, Server};
+use crate::sidecar_http::{router_with, AppState, ConnectionLimits, Server};
 use crate::state::{SharedState, Snapshot};
 use crate::telemetry::Listener;
 

@@ -231,7 +231,7 @@ fn content_hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 pub(crate) fn shipped_pack() -> PolicyPack {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     PolicyPack::load(&PackSources {
         policies: root.join("policies"),
         schema: root.join("schema"),

@@ -1,0 +1,33 @@
+//! `cedar-policy-tools`: `check`, `test` and `fmt` for a Cedar policy pack,
+//! without the sidecar (the same code as `cedar-sidecar check|test|fmt`).
+
+use clap::{Parser, Subcommand};
+
+use cedar_policy_tools::{check, fmt, test};
+
+/// Check, test and format Cedar policy packs.
+#[derive(Debug, Parser)]
+#[command(name = "cedar-policy-tools", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse and strictly validate policies, schema and entities.
+    Check(check::CheckCommand),
+    /// Run policy unit tests (Cedar `run-tests` JSON or YAML decision tables).
+    Test(test::TestCommand),
+    /// Format `.cedar` files with Cedar's formatter.
+    Fmt(fmt::FmtCommand),
+}
+
+fn main() {
+    let code = match Cli::parse().command {
+        Command::Check(args) => check::run_check(&args),
+        Command::Test(args) => test::run_test(&args),
+        Command::Fmt(args) => fmt::run_fmt(&args),
+    };
+    std::process::exit(code);
+}
