@@ -1,12 +1,20 @@
-//! Counters and histograms, rendered in Prometheus' text format.
+//! Counters and histograms, exposed in Prometheus' text format by
+//! `prometheus-client` (the maintained client; see [`Metrics::render`]).
 //!
 //! A handful of fixed series, so plain atomics are enough (HTTP responses
 //! by route and status too: see [`super::http_counts`]); nothing on the
 //! request path takes a lock to count.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeGaugeValue, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use super::http_counts::HttpCounts;
 
@@ -309,285 +317,327 @@ impl Metrics {
             .map(|open| open.load(Ordering::Relaxed))
             .sum()
     }
-
-    /// Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, gauges: &SnapshotGauges<'_>) -> String {
-        let mut out = String::with_capacity(4096);
-        header(
-            &mut out,
-            "cedar_decisions_total",
-            "counter",
-            "Decisions made, by decision and endpoint.",
-        );
-        for (row, decision) in ["Allow", "Deny"].iter().enumerate() {
-            for (col, endpoint) in [Endpoint::Single, Endpoint::Batch].iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "cedar_decisions_total{{decision=\"{decision}\",endpoint=\"{}\"}} {}",
-                    endpoint.label(),
-                    self.decisions[row][col].load(Ordering::Relaxed)
-                );
-            }
+    /// Every series in Prometheus' text format (0.0.4), encoded by
+    /// `prometheus-client` from a collector that reads the atomics at scrape
+    /// time: recording stays a relaxed atomic add, with no lock anywhere.
+    pub fn render(self: &Arc<Self>, gauges: &SnapshotGauges<'_>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Scrape {
+            metrics: Arc::clone(self),
+            policy_version: gauges.policy_version.to_string(),
+            entities: gauges.entities,
+            revision: gauges.revision,
+            policies: gauges.policies,
+            min_entities: gauges.min_entities,
+        }));
+        let mut out = String::with_capacity(8192);
+        if let Err(error) = prometheus_text::encode(&mut out, &registry) {
+            tracing::error!(%error, "cannot encode metrics");
         }
-        header(
-            &mut out,
-            "cedar_decision_duration_seconds",
-            "histogram",
-            "Time to decide one request.",
-        );
-        for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
-            let _ = writeln!(
-                out,
-                "cedar_decision_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                bucket.load(Ordering::Relaxed)
-            );
-        }
-        let count = self.latency_count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "cedar_decision_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let sum = self.latency_sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "cedar_decision_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "cedar_decision_duration_seconds_count {count}");
-
-        header(
-            &mut out,
-            "cedar_http_requests_total",
-            "counter",
-            "HTTP responses, by route and status.",
-        );
-        for ((route, status), n) in self.http_requests.snapshot() {
-            let _ = writeln!(
-                out,
-                "cedar_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                escape(&route)
-            );
-        }
-        header(
-            &mut out,
-            "cedar_policy_reloads_total",
-            "counter",
-            "Policy reloads, by result.",
-        );
-        let _ = writeln!(
-            out,
-            "cedar_policy_reloads_total{{result=\"ok\"}} {}",
-            self.reloads_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "cedar_policy_reloads_total{{result=\"failed\"}} {}",
-            self.reloads_failed.load(Ordering::Relaxed)
-        );
-        header(
-            &mut out,
-            "cedar_policy_info",
-            "gauge",
-            "The loaded policy set (version = content hash).",
-        );
-        let _ = writeln!(
-            out,
-            "cedar_policy_info{{version=\"{}\"}} 1",
-            escape(gauges.policy_version)
-        );
-        single(
-            &mut out,
-            "cedar_policies",
-            "gauge",
-            "Loaded static policies.",
-            gauges.policies,
-        );
-        single(
-            &mut out,
-            "cedar_entities",
-            "gauge",
-            "Stored entities.",
-            gauges.entities,
-        );
-        single(
-            &mut out,
-            "cedar_entities_minimum",
-            "gauge",
-            "Readiness fails while cedar_entities is below this (min_entities; 0 = no bound).",
-            gauges.min_entities,
-        );
-        single(
-            &mut out,
-            "cedar_entity_revision",
-            "gauge",
-            "Revision of the entity data being served.",
-            gauges.revision,
-        );
-        let last = self.sync_last_write_ms.load(Ordering::Relaxed);
-        let lag = if last == 0 {
-            0.0
-        } else {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-            now.saturating_sub(last) as f64 / 1000.0
-        };
-        single(
-            &mut out,
-            "cedar_sync_lag_seconds",
-            "gauge",
-            "Now minus the write time of the last applied entity change (0 when none).",
-            lag,
-        );
-        single(
-            &mut out,
-            "cedar_sync_reconnects_total",
-            "counter",
-            "Reconnects of the entity sync source.",
-            self.sync_reconnects.load(Ordering::Relaxed),
-        );
-        single(
-            &mut out,
-            "cedar_sync_reloads_total",
-            "counter",
-            "Full entity snapshot reloads.",
-            self.sync_reloads.load(Ordering::Relaxed),
-        );
-        self.render_connections(&mut out);
-        single(
-            &mut out,
-            "cedar_sync_restarts_total",
-            "counter",
-            "Restarts of a sync task that died (panicked or returned).",
-            self.sync_restarts.load(Ordering::Relaxed),
-        );
-        header(
-            &mut out,
-            "cedar_request_entities_refused_total",
-            "counter",
-            "Requests whose entities were refused (forged or over the bounds), by error code.",
-        );
-        for (code, count) in REQUEST_ENTITY_REFUSALS
-            .iter()
-            .zip(&self.request_entities_refused)
-        {
-            let _ = writeln!(
-                out,
-                "cedar_request_entities_refused_total{{code=\"{code}\"}} {}",
-                count.load(Ordering::Relaxed)
-            );
-        }
-        single(
-            &mut out,
-            "cedar_sync_malformed_entries_total",
-            "counter",
-            "Malformed change-stream entries skipped (each followed by a snapshot reload).",
-            self.sync_malformed.load(Ordering::Relaxed),
-        );
-        single(
-            &mut out,
-            "cedar_decision_log_records_total",
-            "counter",
-            "Decision-log records written to the sink.",
-            self.decision_log_written(),
-        );
-        header(
-            &mut out,
-            "cedar_decision_log_dropped_total",
-            "counter",
-            "Decision-log records lost, by cause (buffer_full, write_error, shutdown).",
-        );
-        for cause in DecisionLogLoss::ALL {
-            let _ = writeln!(
-                out,
-                "cedar_decision_log_dropped_total{{cause=\"{}\"}} {}",
-                cause.label(),
-                self.decision_log_lost(cause)
-            );
-        }
-        single(
-            &mut out,
-            "cedar_decision_log_reopens_total",
-            "counter",
-            "Decision-log file reopened (SIGHUP, or the file was moved or removed).",
-            self.decision_log_reopens(),
-        );
-        single(
-            &mut out,
-            "cedar_decision_log_rotation_failures_total",
-            "counter",
-            "Size rotations of the decision-log file that failed; the file keeps growing.",
-            self.decision_log_rotation_failures(),
-        );
         out
     }
 }
 
-impl Metrics {
-    fn render_connections(&self, out: &mut String) {
+/// One scrape: the counters, and the snapshot's values read when it began.
+struct Scrape {
+    metrics: Arc<Metrics>,
+    policy_version: String,
+    entities: usize,
+    revision: u64,
+    policies: usize,
+    min_entities: usize,
+}
+
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("policy_version", &self.policy_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A counter's value, without exemplars.
+fn counter(encoder: &mut MetricEncoder<'_>, value: u64) -> std::fmt::Result {
+    encoder.encode_counter::<NoLabelSet, u64, u64>(&value, None)
+}
+
+/// A counter series without labels (`name` without `_total`, which the
+/// encoder appends).
+fn single_counter(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> std::fmt::Result {
+    counter(
+        &mut encoder.encode_descriptor(name, help, None, MetricType::Counter)?,
+        value,
+    )
+}
+
+/// A gauge series without labels.
+fn single_gauge<V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    value: V,
+) -> std::fmt::Result {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let m = &*self.metrics;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_decisions",
+                "Decisions made, by decision and endpoint.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (row, decision) in ["Allow", "Deny"].iter().enumerate() {
+                for (col, endpoint) in [Endpoint::Single, Endpoint::Batch].iter().enumerate() {
+                    let labels = [("decision", *decision), ("endpoint", endpoint.label())];
+                    counter(
+                        &mut family.encode_family(&labels)?,
+                        load(&m.decisions[row][col]),
+                    )?;
+                }
+            }
+        }
+        {
+            // Our buckets are cumulative; the encoder wants each bucket's own count.
+            let mut below = 0;
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+                .iter()
+                .zip(&m.latency_buckets)
+                .map(|(bound, bucket)| {
+                    let cumulative = load(bucket);
+                    let own = cumulative.saturating_sub(below);
+                    below = cumulative;
+                    (*bound, own)
+                })
+                .collect();
+            let count = load(&m.latency_count);
+            let sum = load(&m.latency_sum_nanos) as f64 / 1e9;
+            encoder
+                .encode_descriptor(
+                    "cedar_decision_duration_seconds",
+                    "Time to decide one request.",
+                    None,
+                    MetricType::Histogram,
+                )?
+                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_http_requests",
+                "HTTP responses, by route and status.",
+                None,
+                MetricType::Counter,
+            )?;
+            for ((route, status), n) in m.http_requests.snapshot() {
+                let status = status.to_string();
+                let labels = [("route", route.as_str()), ("status", status.as_str())];
+                counter(&mut family.encode_family(&labels)?, n)?;
+            }
+        }
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_policy_reloads",
+                "Policy reloads, by result.",
+                None,
+                MetricType::Counter,
+            )?;
+            counter(
+                &mut family.encode_family(&[("result", "ok")])?,
+                load(&m.reloads_ok),
+            )?;
+            counter(
+                &mut family.encode_family(&[("result", "failed")])?,
+                load(&m.reloads_failed),
+            )?;
+        }
+        encoder
+            .encode_descriptor(
+                "cedar_policy_info",
+                "The loaded policy set (version = content hash).",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_family(&[("version", self.policy_version.as_str())])?
+            .encode_gauge(&1_i64)?;
+        single_gauge(
+            &mut encoder,
+            "cedar_policies",
+            "Loaded static policies.",
+            self.policies,
+        )?;
+        single_gauge(
+            &mut encoder,
+            "cedar_entities",
+            "Stored entities.",
+            self.entities,
+        )?;
+        single_gauge(
+            &mut encoder,
+            "cedar_entities_minimum",
+            "Readiness fails while cedar_entities is below this (min_entities; 0 = no bound).",
+            self.min_entities,
+        )?;
+        single_gauge(
+            &mut encoder,
+            "cedar_entity_revision",
+            "Revision of the entity data being served.",
+            self.revision,
+        )?;
+        single_gauge(
+            &mut encoder,
+            "cedar_sync_lag_seconds",
+            "Now minus the write time of the last applied entity change (0 when none).",
+            m.sync_lag_seconds(),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_sync_reconnects",
+            "Reconnects of the entity sync source.",
+            load(&m.sync_reconnects),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_sync_reloads",
+            "Full entity snapshot reloads.",
+            load(&m.sync_reloads),
+        )?;
+        self.encode_connections(&mut encoder)?;
+        single_counter(
+            &mut encoder,
+            "cedar_sync_restarts",
+            "Restarts of a sync task that died (panicked or returned).",
+            load(&m.sync_restarts),
+        )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_request_entities_refused",
+                "Requests whose entities were refused (forged or over the bounds), by error code.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (code, count) in REQUEST_ENTITY_REFUSALS
+                .iter()
+                .zip(&m.request_entities_refused)
+            {
+                counter(&mut family.encode_family(&[("code", *code)])?, load(count))?;
+            }
+        }
+        single_counter(
+            &mut encoder,
+            "cedar_sync_malformed_entries",
+            "Malformed change-stream entries skipped (each followed by a snapshot reload).",
+            load(&m.sync_malformed),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_decision_log_records",
+            "Decision-log records written to the sink.",
+            m.decision_log_written(),
+        )?;
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_decision_log_dropped",
+                "Decision-log records lost, by cause (buffer_full, write_error, shutdown).",
+                None,
+                MetricType::Counter,
+            )?;
+            for cause in DecisionLogLoss::ALL {
+                counter(
+                    &mut family.encode_family(&[("cause", cause.label())])?,
+                    m.decision_log_lost(cause),
+                )?;
+            }
+        }
+        single_counter(
+            &mut encoder,
+            "cedar_decision_log_reopens",
+            "Decision-log file reopened (SIGHUP, or the file was moved or removed).",
+            m.decision_log_reopens(),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_decision_log_rotation_failures",
+            "Size rotations of the decision-log file that failed; the file keeps growing.",
+            m.decision_log_rotation_failures(),
+        )
+    }
+}
+
+impl Scrape {
+    fn encode_connections(&self, encoder: &mut DescriptorEncoder<'_>) -> std::fmt::Result {
+        let m = &*self.metrics;
         let listeners = [Listener::Api, Listener::Probe];
-        header(
-            out,
-            "cedar_http_connections_open",
-            "gauge",
-            "Open HTTP connections, by listener.",
-        );
-        for listener in listeners {
-            let _ = writeln!(
-                out,
-                "cedar_http_connections_open{{listener=\"{}\"}} {}",
-                listener.label(),
-                self.connections_open[listener.index()].load(Ordering::Relaxed)
-            );
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_http_connections_open",
+                "Open HTTP connections, by listener.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for listener in listeners {
+                family
+                    .encode_family(&[("listener", listener.label())])?
+                    .encode_gauge(&m.connections_open[listener.index()].load(Ordering::Relaxed))?;
+            }
         }
-        header(
-            out,
-            "cedar_http_connections_rejected_total",
-            "counter",
-            "Connections closed at once because the listener had max_connections open.",
-        );
-        for listener in listeners {
-            let _ = writeln!(
-                out,
-                "cedar_http_connections_rejected_total{{listener=\"{}\"}} {}",
-                listener.label(),
-                self.connections_rejected[listener.index()].load(Ordering::Relaxed)
-            );
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_http_connections_rejected",
+                "Connections closed at once because the listener had max_connections open.",
+                None,
+                MetricType::Counter,
+            )?;
+            for listener in listeners {
+                counter(
+                    &mut family.encode_family(&[("listener", listener.label())])?,
+                    m.connections_rejected[listener.index()].load(Ordering::Relaxed),
+                )?;
+            }
         }
-        header(
-            out,
-            "cedar_http_connections_timed_out_total",
-            "counter",
+        let mut family = encoder.encode_descriptor(
+            "cedar_http_connections_timed_out",
             "Connections cut by the server: a request head not complete in time (header) or no request for too long (idle).",
-        );
+            None,
+            MetricType::Counter,
+        )?;
         for listener in listeners {
             for (column, timeout) in [ConnectionTimeout::Header, ConnectionTimeout::Idle]
                 .into_iter()
                 .enumerate()
             {
-                let _ = writeln!(
-                    out,
-                    "cedar_http_connections_timed_out_total{{listener=\"{}\",timeout=\"{}\"}} {}",
-                    listener.label(),
-                    timeout.label(),
-                    self.connections_timed_out[listener.index()][column].load(Ordering::Relaxed)
-                );
+                let labels = [("listener", listener.label()), ("timeout", timeout.label())];
+                counter(
+                    &mut family.encode_family(&labels)?,
+                    m.connections_timed_out[listener.index()][column].load(Ordering::Relaxed),
+                )?;
             }
         }
+        Ok(())
     }
 }
 
-/// One series without labels: its HELP and TYPE lines, then its value.
-fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
-    header(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl Metrics {
+    /// Now minus the write time of the last applied entity change, in
+    /// seconds (0 when none was applied).
+    fn sync_lag_seconds(&self) -> f64 {
+        let last = self.sync_last_write_ms.load(Ordering::Relaxed);
+        if last == 0 {
+            return 0.0;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        now.saturating_sub(last) as f64 / 1000.0
+    }
 }

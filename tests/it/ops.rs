@@ -945,7 +945,7 @@ fn state_with_wait(wait: Duration) -> AppState {
     state
 }
 
-fn render(metrics: &Metrics) -> String {
+fn render(metrics: &Arc<Metrics>) -> String {
     metrics.render(&cedar_sidecar::telemetry::SnapshotGauges {
         policy_version: "v",
         entities: 0,

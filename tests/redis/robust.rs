@@ -22,7 +22,7 @@ fn bulk(reply: &str) -> String {
     reply.lines().nth(1).unwrap_or_default().to_string()
 }
 
-fn metric(metrics: &Metrics, name: &str) -> String {
+fn metric(metrics: &std::sync::Arc<Metrics>, name: &str) -> String {
     let text = metrics.render(&SnapshotGauges {
         policy_version: "v",
         entities: 0,
