@@ -263,6 +263,13 @@ impl Scratch {
     fn rewrite(&mut self, command: &str) -> String {
         let binary = env!("CARGO_BIN_EXE_cedar-sidecar");
         let mut text = command.to_string();
+        // The policy tools' own binary sits beside the sidecar's (the test
+        // command builds the whole workspace).
+        let tools = std::path::Path::new(binary).with_file_name("cedar-policy-tools");
+        text = text.replace(
+            "cargo run -q -p cedar-policy-tools --",
+            &tools.display().to_string(),
+        );
         for prefix in ["cargo run -q --", "cargo run --"] {
             text = text.replace(prefix, binary);
         }
