@@ -15,6 +15,7 @@ use crate::engine::{
     PackSources, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 use crate::freshness::FreshnessPolicy;
+use crate::gateway::{GatewayArgs, GatewayConfig};
 use crate::http::{ConnectionLimits, HttpLimits};
 use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, TlsFiles, Topology};
 use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
@@ -189,6 +190,9 @@ pub struct ServeFlags {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub cedar_fast_paths: Option<bool>,
+    /// Gateway doors (route map, principal, ext_authz, gRPC).
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
 }
 
 /// The configuration file; every key optional, unknown keys rejected.
@@ -224,6 +228,8 @@ pub struct ConfigFile {
     decision_log: DecisionLogFile,
     #[serde(default)]
     redis: RedisFile,
+    #[serde(default)]
+    gateway: GatewayArgs,
 }
 
 /// The `[redis]` table: where entities come from, and freshness settings.
@@ -344,6 +350,10 @@ pub struct ServeConfig {
     pub cedar_fast_paths: bool,
     /// What entities requests may carry.
     pub request_entities: RequestEntitySettings,
+    /// The gateway settings as given (flags over `[gateway]`).
+    pub gateway_args: GatewayArgs,
+    /// The gateway doors, validated; `None` without a route map.
+    pub gateway: Option<GatewayConfig>,
 }
 
 /// A configuration problem, naming the key.
@@ -402,7 +412,13 @@ impl ServeConfig {
             (None, Some(path)) => Some(read_token_file(&path)?),
             (None, None) => None,
         };
+        let gateway_args = flags.gateway.or_file(&file.gateway);
+        let gateway = gateway_args
+            .config()
+            .map_err(|(key, message)| ConfigError::Value { key, message })?;
         let config = Self {
+            gateway_args,
+            gateway,
             admin_token_file,
             policies: pick(&flags.policies, file.policies, DEFAULT_POLICIES.into()),
             schema: pick(&flags.schema, file.schema, DEFAULT_SCHEMA.into()),
@@ -683,6 +699,7 @@ impl ServeConfig {
                 consistency_wait_ms: ms(freshness.max_wait),
                 idle_check_ms: ms(self.sync.idle_check()),
             },
+            gateway: self.gateway_args.clone(),
         }
     }
 }

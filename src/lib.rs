@@ -22,6 +22,9 @@
 //! - [`freshness`]: applied revision, contact with the source, staleness.
 //! - [`config`]: typed settings from flags, environment and a TOML file.
 //! - [`bench`]: synthetic data and the benchmarks (`cedar-sidecar bench`, `benches/`).
+//! - [`gateway`]: gateway front doors' core: the route map, the principal
+//!   from a verified JWT or a trusted header, a gateway request into one
+//!   decision request (the doors themselves live in `http`).
 //! - [`diagnostics`]: problems in user files, rendered as file:line:column.
 
 pub mod bench;
@@ -32,6 +35,7 @@ pub mod engine;
 pub mod entities;
 pub mod files;
 pub mod freshness;
+pub mod gateway;
 pub mod http;
 pub mod publisher;
 pub mod reload;

@@ -15,6 +15,9 @@ use crate::entities::load_entities_file;
 pub struct CheckCommand {
     #[command(flatten)]
     pack: PackArgs,
+    /// With `--routes`: the gateway route map and keys are checked too.
+    #[command(flatten)]
+    gateway: crate::gateway::GatewayArgs,
 }
 
 /// Exit code when everything is valid.
@@ -24,7 +27,7 @@ pub const EXIT_INVALID: i32 = 1;
 
 /// Runs `check`, printing a report; returns the exit code.
 pub fn run_check(args: &CheckCommand) -> i32 {
-    match check(&args.pack) {
+    match check(&args.pack).and_then(|summary| check_gateway(&args.pack, &args.gateway, summary)) {
         Ok(summary) => {
             // A closed pipe (`check | head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout(), "{summary}");
@@ -48,5 +51,27 @@ pub fn check(pack_args: &PackArgs) -> Result<String, String> {
         pack.files.template_count(),
         entities.len(),
         pack.actions.len()
+    ))
+}
+
+/// With a route map configured, checks it (and the keys) against the pack.
+fn check_gateway(
+    pack_args: &PackArgs,
+    gateway: &crate::gateway::GatewayArgs,
+    summary: String,
+) -> Result<String, String> {
+    let config = match gateway.config() {
+        Ok(Some(config)) => config,
+        Ok(None) => return Ok(summary),
+        Err((key, message)) => {
+            return Err(format!("error: invalid configuration: `{key}` {message}\n"))
+        }
+    };
+    let pack = PolicyPack::load(&pack_args.sources()).map_err(|p| p.render())?;
+    let gateway = crate::gateway::Gateway::start(config, &pack)?;
+    let status = gateway.status();
+    Ok(format!(
+        "{summary}; route map `{}`: {} routes, {} signing keys",
+        status.routes_file, status.routes, status.keys
     ))
 }

@@ -438,6 +438,7 @@ fn record(
             .iter()
             .map(RequestEntityRecord::of)
             .collect(),
+        gateway: None,
     }
 }
 
