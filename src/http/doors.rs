@@ -6,8 +6,8 @@
 //!   `X-Original-URI`) and forward-auth for Traefik and Caddy
 //!   (`X-Forwarded-Method`, `X-Forwarded-Uri`, `X-Forwarded-Host`).
 //!
-//! 200 allows, with `x-cedar-principal`, `x-cedar-decision-id` and
-//! `x-cedar-route` for the upstream; 403 denies with a JSON body; 401 is an
+//! 200 allows, with `x-cedar-principal`, `x-cedar-decision-id` (both empty
+//! on a public route) and `x-cedar-route` for the upstream; 403 denies with a JSON body; 401 is an
 //! authentication failure (`WWW-Authenticate: Bearer error="invalid_token"`).
 //! nginx takes only 2xx, 401 and 403 from `auth_request`, so at that door
 //! every other answer (a bad value, an unmapped route in 404 mode, not
@@ -203,9 +203,20 @@ fn http_answer(answer: DoorAnswer) -> Response {
         }
     };
     if answer.status.is_success() {
-        put(PRINCIPAL_HEADER, answer.principal.as_deref());
+        // Always set on an allow, empty on a public route: a gateway that
+        // copies them (Caddy, Traefik, Envoy) then overwrites a client's
+        // own, and Caddy 2.6 does not copy its placeholder text instead.
+        put(
+            PRINCIPAL_HEADER,
+            Some(answer.principal.as_deref().unwrap_or("")),
+        );
+        put(
+            DECISION_ID_HEADER,
+            Some(answer.decision_id.as_deref().unwrap_or("")),
+        );
+    } else {
+        put(DECISION_ID_HEADER, answer.decision_id.as_deref());
     }
-    put(DECISION_ID_HEADER, answer.decision_id.as_deref());
     put(ROUTE_HEADER, answer.route.as_deref());
     response
 }

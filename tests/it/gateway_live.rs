@@ -177,6 +177,9 @@ async fn grpc_ext_authz_answers_envoy_check_requests() {
                     assert!(headers.contains_key("x-cedar-decision-id"));
                 }
             }
+            HttpResponse::ErrorResponse(error) => {
+                panic!("{method} {path}: an error response: {error:?}")
+            }
             HttpResponse::DeniedResponse(denied) => {
                 assert_eq!(
                     denied.status.unwrap().code as u32,
@@ -505,7 +508,9 @@ fn caddy(sidecar: SocketAddr, upstream: SocketAddr) -> Proxy {
 /// The same cases through any gateway: allowed requests reach the
 /// upstream with the identity headers (a client's own replaced), denied
 /// ones get 403 and never reach it, no token is 401, unmapped is 403.
-fn gateway_cases(proxy: &Proxy, upstream: &Upstream) {
+/// `bad_path` is what an ambiguous path gets: 403 from nginx (which takes
+/// only 2xx, 401 and 403 from auth_request), 400 through forward-auth.
+fn gateway_cases(proxy: &Proxy, upstream: &Upstream, bad_path: u16) {
     let paula = format!("Bearer {}", hs256(&claims("paula")));
     let pete = format!("Bearer {}", hs256(&claims("pete")));
     let before = upstream.requests().len();
@@ -543,7 +548,7 @@ fn gateway_cases(proxy: &Proxy, upstream: &Upstream) {
         (Some(&paula), "DELETE", "/orgs/acme", 403),
         (None, "GET", "/orgs/acme/environments/acme-prod", 401),
         (Some(&paula), "GET", "/internal/admin", 403),
-        (Some(&paula), "GET", "/orgs/acme/../globex", 403),
+        (Some(&paula), "GET", "/orgs/acme/../globex", bad_path),
     ] {
         let before = upstream.requests().len();
         let headers: Vec<(&str, &str)> = auth
@@ -569,7 +574,7 @@ fn gateway_cases(proxy: &Proxy, upstream: &Upstream) {
     assert_eq!(status, 200);
     let head = upstream.requests().last().unwrap().clone();
     assert!(head.starts_with("get /healthz"), "{head}");
-    assert!(!head.contains("x-cedar-principal"), "{head}");
+    assert!(!head.contains("ana") && !head.contains("{http."), "{head}");
 }
 
 #[test]
@@ -578,7 +583,7 @@ fn nginx_auth_request_in_front_of_an_upstream() {
     let sidecar = start(&keys, &[]);
     let upstream = Upstream::start();
     let proxy = nginx(sidecar.address, upstream.address);
-    gateway_cases(&proxy, &upstream);
+    gateway_cases(&proxy, &upstream, 403);
 }
 
 #[test]
@@ -587,5 +592,5 @@ fn caddy_forward_auth_in_front_of_an_upstream() {
     let sidecar = start(&keys, &[]);
     let upstream = Upstream::start();
     let proxy = caddy(sidecar.address, upstream.address);
-    gateway_cases(&proxy, &upstream);
+    gateway_cases(&proxy, &upstream, 400);
 }
