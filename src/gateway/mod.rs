@@ -69,7 +69,7 @@ pub enum Prepared {
         /// The route's id.
         route: Arc<str>,
         /// The decision request (no request entities, ever).
-        request: DecisionRequest,
+        request: Box<DecisionRequest>,
     },
 }
 
@@ -179,13 +179,7 @@ impl Gateway {
                 answer: loaded.routes.unmatched,
             });
         };
-        let Target::Decide {
-            action,
-            resource_type,
-            resource_id,
-            context,
-        } = &route.target
-        else {
+        let Target::Decide(target) = &route.target else {
             return Ok(Prepared::Public {
                 route: route.id.clone(),
             });
@@ -200,11 +194,17 @@ impl Gateway {
             headers: request.headers,
             identity: &identity,
         };
-        let decision = request::build(action, resource_type, resource_id, context, &inputs)
-            .map_err(|bad| Refusal::BadValue(bad.0))?;
+        let decision = request::build(
+            &target.action,
+            &target.resource_type,
+            &target.resource_id,
+            &target.context,
+            &inputs,
+        )
+        .map_err(|bad| Refusal::BadValue(bad.0))?;
         Ok(Prepared::Decide {
             route: route.id.clone(),
-            request: decision,
+            request: Box::new(decision),
         })
     }
 

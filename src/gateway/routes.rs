@@ -123,16 +123,20 @@ pub enum Target {
     /// Allowed without a principal or a decision (the operator's list).
     Public,
     /// A Cedar decision.
-    Decide {
-        /// The action.
-        action: EntityUid,
-        /// The resource's type.
-        resource_type: EntityTypeName,
-        /// Where the resource's id comes from (a capture or a literal).
-        resource_id: Source,
-        /// Context fields.
-        context: Vec<ContextField>,
-    },
+    Decide(Box<RouteDecision>),
+}
+
+/// The decision a route asks for.
+#[derive(Debug, Clone)]
+pub struct RouteDecision {
+    /// The action.
+    pub action: EntityUid,
+    /// The resource's type.
+    pub resource_type: EntityTypeName,
+    /// Where the resource's id comes from (a capture or a literal).
+    pub resource_id: Source,
+    /// Context fields.
+    pub context: Vec<ContextField>,
 }
 
 /// One compiled route.
@@ -484,12 +488,12 @@ fn decide_target(
             at(action_offset, format!("action `{action}` requires context field `{name}`: map it under `[route.context]`"));
         }
     }
-    Some(Target::Decide {
+    Some(Target::Decide(Box::new(RouteDecision {
         action,
         resource_type,
         resource_id,
         context,
-    })
+    })))
 }
 
 /// `ReadOrg` or `Action::"ReadOrg"` (or a namespaced action uid).

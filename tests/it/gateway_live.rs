@@ -78,6 +78,9 @@ fn check_request(method: &str, path: &str, token: Option<&str>) -> CheckRequest 
     }
 }
 
+/// (method, path, token, gRPC code, HTTP status or 0 for an allow, body code)
+type GrpcCase<'a> = (&'a str, &'a str, Option<&'a str>, i32, u32, &'a str);
+
 #[tokio::test]
 async fn grpc_ext_authz_answers_envoy_check_requests() {
     let keys = Keys::new();
@@ -98,8 +101,7 @@ async fn grpc_ext_authz_answers_envoy_check_requests() {
     let mut expired = claims("paula");
     expired["exp"] = serde_json::json!(now() - 600);
     let expired = keys.es.sign(&expired);
-    // (method, path, token, grpc code, http status or 0 for an allow, body code)
-    let cases: Vec<(&str, &str, Option<&str>, i32, u32, &str)> = vec![
+    let cases: Vec<GrpcCase> = vec![
         (
             "GET",
             "/orgs/acme/environments/acme-prod",
