@@ -22,6 +22,9 @@ use crate::support::{repo, shipped, shipped_state};
 
 const ROUNDS: usize = 20_000;
 
+/// Signs claims into a token.
+type Signer<'a> = Box<dyn Fn(&serde_json::Value) -> String + 'a>;
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
@@ -97,7 +100,7 @@ async fn gateway_figures_check_vs_native() {
             })
             .collect()
     };
-    let signers: [(&str, Box<dyn Fn(&serde_json::Value) -> String>, usize); 4] = [
+    let signers: [(&str, Signer, usize); 4] = [
         ("HS256", Box::new(hs256), 20_000),
         ("ES256", Box::new(|c| keys.es.sign(c)), 5_000),
         ("EdDSA", Box::new(|c| keys.ed.sign(c)), 5_000),
