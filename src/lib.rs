@@ -19,10 +19,14 @@
 //!   module that imports `redis`).
 //! - [`freshness`]: applied revision, contact with the source, staleness.
 //! - [`config`]: typed settings from flags, environment and a TOML file.
+//! - [`gateway`]: gateway front doors' core: the route map, the principal
+//!   from a verified JWT or a trusted header, a gateway request into one
+//!   decision request (the doors themselves live in `http`).
 
 pub mod cli;
 pub mod config;
 pub mod freshness;
+pub mod gateway;
 pub mod http;
 pub mod publisher;
 pub mod reload;

@@ -1,14 +1,15 @@
 //! The command line: one file per subcommand.
 
+mod check;
 mod entities;
 mod probe;
 mod serve;
 
 use clap::{Parser, Subcommand};
 
-use cedar_policy_tools::{check, fmt, test};
+use cedar_policy_tools::{fmt, test};
 
-pub use cedar_policy_tools::check::run_check;
+pub use check::run_check;
 pub use cedar_policy_tools::fmt::{format_text, run_fmt};
 pub use cedar_policy_tools::test::run_test;
 pub use entities::run_entities;

@@ -17,6 +17,7 @@ use crate::config::{LogFormat, RedisArgs, ServeConfig, ServeFlags, SyncArgs};
 use crate::engine::{PolicyPack, RequestEntityMode, RequestEntityPolicy};
 use crate::entities::{load_entities_file, EntityMap};
 use crate::freshness::Freshness;
+use crate::gateway::Gateway;
 use crate::http::{
     fit_connection_cap, probe_router, router, warn_if_short, AdminToken, AppState, CallerTokens,
     CpuPool, Lifecycle, Server,
@@ -58,6 +59,8 @@ impl Source {
 struct Guards {
     trust: Arc<RequestEntityPolicy>,
     callers: Option<Arc<CallerTokens>>,
+    /// The gateway doors, with their route map checked against the pack.
+    gateway: Option<Arc<Gateway>>,
 }
 
 /// Runs the server until SIGTERM/SIGINT; returns the exit code.
@@ -132,6 +135,17 @@ pub fn run_serve(args: ServeCommand) -> i32 {
             std::path::Path::new("CEDAR_SIDECAR_ADMIN_TOKEN / admin_token_file"),
         );
     }
+    let gateway = match config.gateway.clone() {
+        Some(settings) => match Gateway::start(settings, source.pack()) {
+            Ok(gateway) => Some(Arc::new(gateway)),
+            Err(report) => {
+                eprint!("{report}");
+                eprintln!("refusing to start: fix the gateway route map or keys above");
+                return 1;
+            }
+        },
+        None => None,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,6 +160,7 @@ pub fn run_serve(args: ServeCommand) -> i32 {
     let guards = Guards {
         trust: Arc::new(trust),
         callers,
+        gateway,
     };
     let result = runtime.block_on(serve(config, &redis, &sync, source, guards));
     // Whatever is still running (connections past the shutdown bound, a
@@ -258,7 +273,11 @@ async fn serve(
         min_entities: config.min_entities,
         cpu: Arc::new(CpuPool::for_this_machine()),
         lifecycle: lifecycle.clone(),
+        gateway: guards.gateway.clone(),
     };
+    if let Some(gateway) = &guards.gateway {
+        gateway.spawn_reloader(state.shared.clone());
+    }
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;
     let api = tokio::net::TcpListener::bind(config.listen).await?;
@@ -274,6 +293,20 @@ async fn serve(
     let server = Server::new(connections, metrics, lifecycle.clone());
     tracing::info!(address = %api.local_addr()?, "serving decisions");
     server.spawn(api, Listener::Api, router(state.clone()));
+    if let (Some(gateway), Some(address)) = (
+        &guards.gateway,
+        config.gateway.as_ref().and_then(|g| g.grpc_listen),
+    ) {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        tracing::info!(address = %listener.local_addr()?, "serving Envoy ext_authz over gRPC");
+        let door = crate::http::grpc::GrpcDoor::new(state.clone(), gateway.clone());
+        let stop = lifecycle.stopped();
+        tokio::spawn(async move {
+            if let Err(error) = door.serve(listener, stop).await {
+                tracing::error!(%error, "the ext_authz gRPC listener stopped");
+            }
+        });
+    }
     if let Some(probes) = probes {
         tracing::info!(address = %probes.local_addr()?, "serving probes (/healthz, /readyz, /metrics)");
         server.spawn(probes, Listener::Probe, probe_router(state));

@@ -15,6 +15,7 @@ use crate::engine::{
     PackSources, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 use crate::freshness::FreshnessPolicy;
+use crate::gateway::GatewayConfig;
 use crate::http::{ConnectionLimits, HttpLimits};
 use crate::sync::{KeyLayout, RedisTarget, RedisWriter, SyncError, TlsFiles, Topology};
 use crate::telemetry::{DecisionLogConfig, DecisionLogFilter, DecisionLogSink};
@@ -125,6 +126,8 @@ pub struct ServeConfig {
     pub cedar_fast_paths: bool,
     /// What entities requests may carry.
     pub request_entities: RequestEntitiesSettings,
+    /// The gateway doors, validated; `None` without a route map.
+    pub gateway: Option<GatewayConfig>,
     /// Every setting, all layers merged (what `--print-config` prints).
     pub settings: Settings,
 }
@@ -203,7 +206,12 @@ impl ServeConfig {
             (None, None) => None,
         };
         let log = &s.decision_log;
+        let gateway = s
+            .gateway
+            .config()
+            .map_err(|(key, message)| ConfigError::Value { key, message })?;
         Ok(Self {
+            gateway,
             admin_token_file: s.admin_token_file.clone(),
             policies: set(&s.policies),
             schema: set(&s.schema),

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 
 use super::{ConfigError, LogFormat};
 use crate::engine::RequestEntityMode;
+use crate::gateway::GatewayArgs;
 use crate::telemetry::DecisionLogFilter;
 
 /// Every default, as the configuration file would say it. Settings missing
@@ -54,6 +55,13 @@ mask = []
 buffer = 8192
 max_file_bytes = 104857600
 max_files = 5
+
+[gateway]
+principal_type = "User"
+jwt_leeway_secs = 30
+jwt_principal_claim = "sub"
+ext_authz_prefix = "/ext_authz"
+gateway_reload_ms = 500
 
 [redis]
 cluster = false
@@ -166,6 +174,10 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub decision_log: DecisionLogSettings,
+    /// The `[gateway]` table: the route map, the principal, the doors.
+    #[command(flatten)]
+    #[serde(default)]
+    pub gateway: GatewayArgs,
     /// The `[redis]` table; on the command line these are the Redis flags
     /// that `serve` shares with `entities`, parsed with the subcommand.
     #[arg(skip)]

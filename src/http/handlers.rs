@@ -451,6 +451,7 @@ fn record(
             .iter()
             .map(RequestEntityRecord::of)
             .collect(),
+        gateway: None,
     }
 }
 

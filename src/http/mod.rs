@@ -8,9 +8,11 @@ mod body;
 mod callers;
 mod connection;
 mod cpu_pool;
+mod doors;
 mod entities_admin;
 mod error;
 mod fd_limit;
+pub mod grpc;
 mod handlers;
 mod json;
 mod lifecycle;
@@ -32,6 +34,7 @@ use tower::ServiceBuilder;
 pub use admin::AdminToken;
 pub use connection::ConnectionLimits;
 pub use cpu_pool::CpuPool;
+pub use doors::{AUTH_PATH, DECISION_ID_HEADER, PRINCIPAL_HEADER, ROUTE_HEADER};
 pub use error::ApiError;
 pub use fd_limit::fit_connection_cap;
 pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
@@ -45,6 +48,7 @@ pub use wire::{AuthorizeRequest, AuthorizeResponse, WireDecision, WireUid};
 
 use crate::engine::RequestEntityPolicy;
 use crate::freshness::{Freshness, FreshnessPolicy};
+use crate::gateway::Gateway;
 use crate::reload::Reloader;
 use crate::state::SharedState;
 use crate::sync::RedisWriter;
@@ -113,6 +117,9 @@ pub struct AppState {
     pub cpu: Arc<CpuPool>,
     /// Serving, draining or stopping: `/readyz` fails from draining on.
     pub lifecycle: Arc<Lifecycle>,
+    /// The gateway doors' route map and principal; `Some` only with a
+    /// route map (the doors exist only then).
+    pub gateway: Option<Arc<Gateway>>,
 }
 
 impl AppState {
@@ -136,6 +143,7 @@ impl AppState {
             min_entities: 0,
             cpu: Arc::new(CpuPool::for_this_machine()),
             lifecycle: Arc::new(Lifecycle::default()),
+            gateway: None,
         }
     }
 }
@@ -183,6 +191,11 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             state.clone(),
             callers::require_caller,
         ));
+    }
+    // The gateway doors: outside the caller-token guard (their
+    // `Authorization` is the end user's token), inside the overload guard.
+    if let Some(gateway) = &state.gateway {
+        routes = routes.merge(doors::routes(gateway));
     }
     let api = routes
         .merge(decisions)

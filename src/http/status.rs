@@ -31,6 +31,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
             slice_depth: s.pack.slice_limits.depth,
         }),
         last_reload: reload.map(ReloadBody::from),
+        gateway: state.gateway.as_ref().map(|g| g.status()),
         entities: snapshot.as_ref().map(|s| EntitiesStatus {
             source: state.entity_source.to_string(),
             count: s.entities.len(),
@@ -82,7 +83,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             min_entities: state.min_entities,
         },
     };
-    let text = state.metrics.render(&gauges);
+    let mut text = state.metrics.render(&gauges);
+    if let Some(gateway) = &state.gateway {
+        text.push_str(&gateway.render_metrics());
+    }
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

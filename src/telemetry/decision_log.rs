@@ -176,6 +176,9 @@ pub struct DecisionRecord {
     /// `off`): what, besides stored data, this decision was made on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_entities: Vec<RequestEntityRecord>,
+    /// From a gateway door: the original method, path and matched route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<serde_json::Value>,
 }
 
 /// `value` with every object's keys in sorted order, so that the same

@@ -224,6 +224,7 @@ impl Scratch {
             "tests",
             "examples",
             "deploy",
+            "gateway",
             "Dockerfile",
         ] {
             let target = self.dir.path().join(part);

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::engine::PolicyInfo;
 use crate::freshness::{FreshnessPolicy, FreshnessReport};
+use crate::gateway::GatewayStatus;
 use crate::reload::ReloadStatus;
 
 /// `GET /v1/policies`.
@@ -170,6 +171,8 @@ pub struct StatusResponse {
     pub policies: Option<PackStatus>,
     /// What the last reloads did (null without a reloader).
     pub last_reload: Option<ReloadBody>,
+    /// The gateway route map and keys (null without a route map).
+    pub gateway: Option<GatewayStatus>,
     /// The entities served (null before the first snapshot).
     pub entities: Option<EntitiesStatus>,
     /// What callers may send.

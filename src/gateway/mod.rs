@@ -1,0 +1,365 @@
+//! Gateway front doors, the part that knows nothing about any one door: a
+//! gateway request (method, path, query, headers) becomes one Cedar
+//! decision request through the route map and the principal.
+//!
+//! - [`settings`]: every gateway setting (flags and the `[gateway]` table).
+//! - [`template`]: path templates, matching and precedence.
+//! - [`routes`]: the route map file, compiled and checked against a pack.
+//! - [`jwt`]: signing keys and token verification.
+//! - [`principal`]: the principal from a token or a trusted header.
+//! - [`request`]: a matched route into a decision request.
+//! - [`metrics`]: counters by door and outcome.
+//!
+//! The doors themselves (HTTP in `http/doors.rs`, gRPC in `http/grpc.rs`)
+//! only translate their wire format to a [`GatewayRequest`] and the
+//! outcome back; all of them share [`Gateway::prepare`] and the one
+//! decision path.
+//!
+//! The route map and keys are re-read when their files (or the published
+//! policy pack) change, compiled against the pack in force and swapped in
+//! whole; a bad edit keeps the last good map and says so in `/v1/status`
+//! and `/metrics`.
+
+pub mod jwt;
+pub mod metrics;
+pub mod principal;
+pub mod request;
+pub mod routes;
+pub mod settings;
+pub mod template;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::http::{HeaderMap, Method};
+use cedar_policy::{EntityTypeName, EntityUid};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{DecisionRequest, PolicyPack};
+use crate::state::SharedState;
+pub use jwt::TokenError;
+pub use metrics::{Door, GatewayMetrics, Outcome};
+use principal::Authenticator;
+use routes::{RouteMap, Target, Unmatched};
+pub use settings::{GatewayArgs, GatewayConfig, PrincipalSource};
+use template::{split_path, PathError};
+
+/// The original request as a gateway saw it.
+pub struct GatewayRequest<'a> {
+    /// The original method.
+    pub method: &'a Method,
+    /// The original path, with its query string if any.
+    pub path_and_query: &'a str,
+    /// The original headers (what the gateway forwarded).
+    pub headers: &'a HeaderMap,
+}
+
+/// A request ready for the decision path.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A public route: allowed without a principal or a decision.
+    Public {
+        /// The route's id.
+        route: Arc<str>,
+    },
+    /// A decision to make.
+    Decide {
+        /// The route's id.
+        route: Arc<str>,
+        /// The decision request (no request entities, ever).
+        request: Box<DecisionRequest>,
+    },
+}
+
+/// Why a gateway request gets no decision.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// No valid principal: 401.
+    #[error(transparent)]
+    Unauthenticated(TokenError),
+    /// No route maps the request.
+    #[error("no route maps `{method} {path}`")]
+    NotMapped {
+        /// The original method.
+        method: String,
+        /// The original path.
+        path: String,
+        /// 403 or 404, as the route map says.
+        answer: Unmatched,
+    },
+    /// The path cannot be read safely.
+    #[error("{0}")]
+    BadPath(PathError),
+    /// A value does not fit the route (a Long that does not parse...).
+    #[error("{0}")]
+    BadValue(String),
+}
+
+/// What one load of the route map and keys produced.
+struct Loaded {
+    routes: RouteMap,
+    auth: Authenticator,
+    principal_type: EntityTypeName,
+    /// The pack version the map was checked against.
+    pack_version: String,
+    /// Digest of every file read (route map, keys).
+    digest: Vec<u8>,
+}
+
+/// The reload status, for `/v1/status`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GatewayStatus {
+    /// The route map in force.
+    pub routes_file: String,
+    /// How many routes it has.
+    pub routes: usize,
+    /// How many signing keys are loaded (0 with a trusted header).
+    pub keys: usize,
+    /// The policy pack version the map was checked against.
+    pub checked_against: String,
+    /// When the map in force was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// The last refused edit, cleared by the next good one.
+    pub last_error: Option<String>,
+    /// When it was refused.
+    pub last_error_at: Option<String>,
+}
+
+/// The gateway: settings, the route map and keys in force, counters.
+pub struct Gateway {
+    /// The validated settings.
+    pub config: GatewayConfig,
+    current: ArcSwap<Loaded>,
+    /// A std mutex: held only to copy or update the status.
+    status: Mutex<GatewayStatus>,
+    /// The digest of the last refused edit, so it is logged once.
+    refused: Mutex<Option<Vec<u8>>>,
+    /// Requests by door and outcome, reloads.
+    pub metrics: GatewayMetrics,
+}
+
+impl Gateway {
+    /// Loads the route map and keys against `pack`; the error is a report
+    /// of every problem (start-up refuses to run with it).
+    pub fn start(config: GatewayConfig, pack: &PolicyPack) -> Result<Self, String> {
+        let loaded = load(&config, pack)?;
+        let status = GatewayStatus {
+            routes_file: config.routes.display().to_string(),
+            routes: loaded.routes.routes().len(),
+            keys: key_count(&loaded.auth),
+            checked_against: loaded.pack_version.clone(),
+            loaded_at: Some(crate::reload::now_rfc3339()),
+            last_error: None,
+            last_error_at: None,
+        };
+        Ok(Self {
+            config,
+            current: ArcSwap::from_pointee(loaded),
+            status: Mutex::new(status),
+            refused: Mutex::new(None),
+            metrics: GatewayMetrics::default(),
+        })
+    }
+
+    /// Maps a gateway request to a decision request (or why not). Reads
+    /// only what is in memory.
+    pub fn prepare(&self, request: &GatewayRequest<'_>) -> Result<Prepared, Refusal> {
+        let loaded = self.current.load();
+        let (path, query) = match request.path_and_query.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (request.path_and_query, None),
+        };
+        let segments = split_path(path).map_err(Refusal::BadPath)?;
+        let Some((route, captures)) = loaded.routes.find(request.method, &segments) else {
+            return Err(Refusal::NotMapped {
+                method: request.method.to_string(),
+                path: path.to_string(),
+                answer: loaded.routes.unmatched,
+            });
+        };
+        let Target::Decide(target) = &route.target else {
+            return Ok(Prepared::Public {
+                route: route.id.clone(),
+            });
+        };
+        let identity = loaded
+            .auth
+            .identify(request.headers, &loaded.principal_type)
+            .map_err(Refusal::Unauthenticated)?;
+        let inputs = request::Inputs {
+            captures: &captures,
+            query,
+            headers: request.headers,
+            identity: &identity,
+        };
+        let decision = request::build(
+            &target.action,
+            &target.resource_type,
+            &target.resource_id,
+            &target.context,
+            &inputs,
+        )
+        .map_err(|bad| Refusal::BadValue(bad.0))?;
+        Ok(Prepared::Decide {
+            route: route.id.clone(),
+            request: Box::new(decision),
+        })
+    }
+
+    /// The status for `/v1/status`.
+    pub fn status(&self) -> GatewayStatus {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let failing = self.status().last_error.is_some();
+        self.metrics
+            .render(self.current.load().routes.routes().len(), failing)
+    }
+
+    /// Re-reads the files and, when they or the pack changed, compiles the
+    /// map against `pack` and swaps it in; a bad edit keeps the map in
+    /// force. Blocking (file reads): call it off the async workers.
+    pub fn refresh(&self, pack: &PolicyPack) {
+        let current = self.current.load();
+        let digest = files_digest(&self.config);
+        if digest == current.digest && pack.version == current.pack_version {
+            return;
+        }
+        match load(&self.config, pack) {
+            Ok(loaded) => {
+                self.metrics.record_reload(true);
+                tracing::info!(
+                    routes = loaded.routes.routes().len(),
+                    keys = key_count(&loaded.auth),
+                    policy_version = %loaded.pack_version,
+                    "gateway route map and keys reloaded"
+                );
+                if let Ok(mut status) = self.status.lock() {
+                    status.routes = loaded.routes.routes().len();
+                    status.keys = key_count(&loaded.auth);
+                    status.checked_against = loaded.pack_version.clone();
+                    status.loaded_at = Some(crate::reload::now_rfc3339());
+                    status.last_error = None;
+                    status.last_error_at = None;
+                }
+                self.current.store(Arc::new(loaded));
+                if let Ok(mut refused) = self.refused.lock() {
+                    *refused = None;
+                }
+            }
+            Err(report) => {
+                let key = [digest.as_slice(), pack.version.as_bytes()].concat();
+                let Ok(mut refused) = self.refused.lock() else {
+                    return;
+                };
+                if refused.as_ref() == Some(&key) {
+                    return;
+                }
+                *refused = Some(key);
+                drop(refused);
+                self.metrics.record_reload(false);
+                tracing::error!(
+                    "gateway route map or keys refused; the last good ones keep serving:\n{report}"
+                );
+                if let Ok(mut status) = self.status.lock() {
+                    status.last_error = Some(report);
+                    status.last_error_at = Some(crate::reload::now_rfc3339());
+                }
+            }
+        }
+    }
+
+    /// Looks at the files (and the published pack) every
+    /// `reload_every`, on the blocking pool.
+    pub fn spawn_reloader(self: &Arc<Self>, shared: Arc<SharedState>) {
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(gateway.config.reload_every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(snapshot) = shared.snapshot() else {
+                    continue;
+                };
+                let gateway = gateway.clone();
+                let _ = tokio::task::spawn_blocking(move || gateway.refresh(&snapshot.pack)).await;
+            }
+        });
+    }
+}
+
+fn key_count(auth: &Authenticator) -> usize {
+    match auth {
+        Authenticator::Jwt(verifier) => verifier.key_count(),
+        Authenticator::TrustedHeader(_) => 0,
+    }
+}
+
+/// The files the gateway reads.
+fn files(config: &GatewayConfig) -> Vec<PathBuf> {
+    let mut files = vec![config.routes.clone()];
+    if let PrincipalSource::Jwt(jwt) = &config.principal {
+        files.extend(jwt.jwks.clone());
+        files.extend(jwt.public_keys.iter().cloned());
+        files.extend(jwt.hs256_secret_file.clone());
+    }
+    files
+}
+
+/// A digest of every file's content (an unreadable file digests as such).
+fn files_digest(config: &GatewayConfig) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for path in files(config) {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(&bytes);
+            }
+            Err(_) => hasher.update(b"unreadable"),
+        }
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Reads and checks the route map and keys against `pack`.
+fn load(config: &GatewayConfig, pack: &PolicyPack) -> Result<Loaded, String> {
+    let digest = files_digest(config);
+    let principal_type: EntityTypeName = config.principal_type.parse().map_err(|_| {
+        format!(
+            "error: `{}` (gateway.principal_type) is not an entity type name\n",
+            config.principal_type
+        )
+    })?;
+    if !pack.schema.entity_types().any(|ty| *ty == principal_type) {
+        return Err(format!(
+            "error: the schema declares no entity type `{principal_type}` (gateway.principal_type)\n"
+        ));
+    }
+    let routes = routes::load(&config.routes, pack, &config.principal_type)
+        .map_err(|problems| problems.render())?;
+    let auth = match &config.principal {
+        PrincipalSource::Jwt(settings) => Authenticator::Jwt(
+            jwt::JwtVerifier::load(settings).map_err(|e| format!("error: {e}\n"))?,
+        ),
+        PrincipalSource::TrustedHeader(name) => Authenticator::TrustedHeader(
+            axum::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("error: `{name}` is not a header name\n"))?,
+        ),
+    };
+    Ok(Loaded {
+        routes,
+        auth,
+        principal_type,
+        pack_version: pack.version.clone(),
+        digest,
+    })
+}
+
+/// The principal named by a decision request, for the identity header.
+pub fn principal_header(uid: &EntityUid) -> String {
+    uid.to_string()
+}
