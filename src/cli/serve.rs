@@ -258,6 +258,10 @@ async fn serve(
         min_entities: config.min_entities,
         cpu: Arc::new(CpuPool::for_this_machine()),
         lifecycle: lifecycle.clone(),
+        public_url: match &config.settings.public_url {
+            Some(url) => Arc::from(url.trim_end_matches('/')),
+            None => Arc::from(format!("http://{}", config.listen)),
+        },
     };
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;

@@ -4,6 +4,7 @@
 //! exposes and the one table that maps errors to responses.
 
 mod admin;
+mod authzen;
 mod body;
 mod callers;
 mod connection;
@@ -30,6 +31,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub use admin::AdminToken;
+pub use authzen::check_public_url;
 pub use connection::ConnectionLimits;
 pub use cpu_pool::CpuPool;
 pub use error::ApiError;
@@ -113,6 +115,8 @@ pub struct AppState {
     pub cpu: Arc<CpuPool>,
     /// Serving, draining or stopping: `/readyz` fails from draining on.
     pub lifecycle: Arc<Lifecycle>,
+    /// The public base URL AuthZEN's metadata names (`public_url`).
+    pub public_url: Arc<str>,
 }
 
 impl AppState {
@@ -136,6 +140,7 @@ impl AppState {
             min_entities: 0,
             cpu: Arc::new(CpuPool::for_this_machine()),
             lifecycle: Arc::new(Lifecycle::default()),
+            public_url: Arc::from("http://127.0.0.1:8180"),
         }
     }
 }
@@ -186,7 +191,9 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     }
     let api = routes
         .merge(decisions)
+        .merge(authzen::routes(&state))
         .route("/v1/admin/reload", post(admin::reload))
+        .route(authzen::CONFIGURATION_PATH, get(authzen::configuration))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::tag_route))
