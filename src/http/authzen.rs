@@ -19,6 +19,7 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 
+use super::authzen_search;
 use super::handlers::{
     current, decide_counted, note_refused_entities, parses_entities, with_versions,
 };
@@ -39,6 +40,12 @@ pub const EVALUATION_PATH: &str = "/access/v1/evaluation";
 /// See [`EVALUATION_PATH`].
 pub const EVALUATIONS_PATH: &str = "/access/v1/evaluations";
 /// See [`EVALUATION_PATH`].
+pub const SEARCH_SUBJECT_PATH: &str = "/access/v1/search/subject";
+/// See [`EVALUATION_PATH`].
+pub const SEARCH_RESOURCE_PATH: &str = "/access/v1/search/resource";
+/// See [`EVALUATION_PATH`].
+pub const SEARCH_ACTION_PATH: &str = "/access/v1/search/action";
+/// See [`EVALUATION_PATH`].
 pub const CONFIGURATION_PATH: &str = "/.well-known/authzen-configuration";
 
 /// The AuthZEN decision routes, behind the caller tokens when the operator
@@ -46,7 +53,10 @@ pub const CONFIGURATION_PATH: &str = "/.well-known/authzen-configuration";
 pub fn routes(state: &AppState) -> Router<AppState> {
     let routes = Router::new()
         .route(EVALUATION_PATH, post(evaluation))
-        .route(EVALUATIONS_PATH, post(evaluations));
+        .route(EVALUATIONS_PATH, post(evaluations))
+        .route(SEARCH_SUBJECT_PATH, post(authzen_search::subjects))
+        .route(SEARCH_RESOURCE_PATH, post(authzen_search::resources))
+        .route(SEARCH_ACTION_PATH, post(authzen_search::actions));
     if state.callers.is_some() {
         routes.route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -264,9 +274,9 @@ pub async fn configuration(State(state): State<AppState>) -> Response {
         policy_decision_point: base.to_string(),
         access_evaluation_endpoint: format!("{base}{EVALUATION_PATH}"),
         access_evaluations_endpoint: format!("{base}{EVALUATIONS_PATH}"),
-        search_subject_endpoint: None,
-        search_resource_endpoint: None,
-        search_action_endpoint: None,
+        search_subject_endpoint: Some(format!("{base}{SEARCH_SUBJECT_PATH}")),
+        search_resource_endpoint: Some(format!("{base}{SEARCH_RESOURCE_PATH}")),
+        search_action_endpoint: Some(format!("{base}{SEARCH_ACTION_PATH}")),
     })
     .into_response()
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod authzen;
+mod authzen_search;
 mod body;
 mod callers;
 mod connection;

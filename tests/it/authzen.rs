@@ -324,7 +324,7 @@ async fn metadata_names_the_public_url_and_only_what_is_served() {
     assert_eq!(headers["content-type"], "application/json");
     assert_eq!(
         body,
-        r#"{"policy_decision_point":"https://pdp.example.com","access_evaluation_endpoint":"https://pdp.example.com/access/v1/evaluation","access_evaluations_endpoint":"https://pdp.example.com/access/v1/evaluations"}"#
+        r#"{"policy_decision_point":"https://pdp.example.com","access_evaluation_endpoint":"https://pdp.example.com/access/v1/evaluation","access_evaluations_endpoint":"https://pdp.example.com/access/v1/evaluations","search_subject_endpoint":"https://pdp.example.com/access/v1/search/subject","search_resource_endpoint":"https://pdp.example.com/access/v1/search/resource","search_action_endpoint":"https://pdp.example.com/access/v1/search/action"}"#
     );
     for url in ["https://pdp.example.com", "http://127.0.0.1:8180/base"] {
         assert_eq!(cedar_sidecar::http::check_public_url(url), Ok(()), "{url}");
@@ -484,4 +484,243 @@ async fn decisions_are_counted_by_endpoint() {
         ),
         "{text}"
     );
+}
+
+// ---- search ---------------------------------------------------------------
+
+const SEARCH_RESOURCE: &str = "/access/v1/search/resource";
+const SEARCH_SUBJECT: &str = "/access/v1/search/subject";
+const SEARCH_ACTION: &str = "/access/v1/search/action";
+
+/// Every search over the demo data equals deciding every candidate: each
+/// result is an Allow, and every Allow is a result. Exhaustive over the
+/// stored users, the stored entities and the schema's actions.
+#[test]
+fn every_search_result_is_an_allow_and_every_allow_a_result() {
+    use cedar_sidecar::engine::{
+        decide, search, DecisionRequest, SearchRequest, Searched, Verdict,
+    };
+    let snapshot = crate::support::shipped();
+    let (pack, store) = (&snapshot.pack, &snapshot.entities);
+    let allowed = |principal: &cedar_policy::EntityUid,
+                   action: &cedar_policy::EntityUid,
+                   resource: &cedar_policy::EntityUid| {
+        let request = DecisionRequest {
+            principal: principal.clone(),
+            action: action.clone(),
+            resource: resource.clone(),
+            context: None,
+            entities: Vec::new(),
+        };
+        decide(pack, store, &request, &RequestEntityPolicy::DEFAULT)
+            .is_ok_and(|d| d.verdict == Verdict::Allow)
+    };
+    let mut uids: Vec<_> = store.iter().map(|e| e.uid()).collect();
+    uids.sort_by_key(ToString::to_string);
+    let users: Vec<_> = uids
+        .iter()
+        .filter(|u| u.type_name().to_string() == "User")
+        .collect();
+    let mut actions: Vec<_> = pack.actions.keys().cloned().collect();
+    actions.sort_by_key(ToString::to_string);
+    let types: std::collections::BTreeSet<_> = uids.iter().map(|u| u.type_name().clone()).collect();
+    let mut checked = 0;
+    let mut allows = 0;
+    for user in &users {
+        for action in &actions {
+            for entity_type in &types {
+                let expected: Vec<_> = uids
+                    .iter()
+                    .filter(|r| r.type_name() == entity_type && allowed(user, action, r))
+                    .cloned()
+                    .collect();
+                let found = search(
+                    pack,
+                    store,
+                    &SearchRequest {
+                        principal: Some((*user).clone()),
+                        action: Some(action.clone()),
+                        resource: None,
+                        context: None,
+                    },
+                    &Searched::Resources(entity_type.clone()),
+                );
+                assert_eq!(found, expected, "{user} {action} {entity_type}");
+                allows += found.len();
+                checked += 1;
+            }
+        }
+    }
+    // Subject and action searches, over every stored resource.
+    for resource in &uids {
+        for action in &actions {
+            let expected: Vec<_> = users
+                .iter()
+                .filter(|u| allowed(u, action, resource))
+                .map(|u| (*u).clone())
+                .collect();
+            let found = search(
+                pack,
+                store,
+                &SearchRequest {
+                    principal: None,
+                    action: Some(action.clone()),
+                    resource: Some(resource.clone()),
+                    context: None,
+                },
+                &Searched::Subjects("User".parse().unwrap()),
+            );
+            assert_eq!(found, expected, "subjects {action} {resource}");
+        }
+        for user in &users {
+            let expected: Vec<_> = actions
+                .iter()
+                .filter(|a| allowed(user, a, resource))
+                .cloned()
+                .collect();
+            let found = search(
+                pack,
+                store,
+                &SearchRequest {
+                    principal: Some((*user).clone()),
+                    action: None,
+                    resource: Some(resource.clone()),
+                    context: None,
+                },
+                &Searched::Actions,
+            );
+            assert_eq!(found, expected, "actions {user} {resource}");
+        }
+    }
+    // The data exercises the search: many combinations, many allows.
+    assert!(
+        checked > 1000 && allows > 100,
+        "{checked} searches, {allows} allows"
+    );
+}
+
+#[tokio::test]
+async fn searches_answer_pages_with_tamper_evident_tokens() {
+    let body = |page: &str| {
+        format!(
+            r#"{{"subject":{{"type":"User","id":"platform-svc"}},"action":{{"name":"ReadOrg"}},"resource":{{"type":"Org"}}{page}}}"#
+        )
+    };
+    let (status, all) = post(SEARCH_RESOURCE, &body("")).await;
+    assert_eq!(status, StatusCode::OK);
+    let all: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let total = all["page"]["total"].as_u64().unwrap();
+    assert!(total >= 2, "{all}");
+    assert_eq!(all["page"]["next_token"], "");
+    // Page by one, following the tokens.
+    let mut token = String::new();
+    let mut paged = Vec::new();
+    loop {
+        let page = if token.is_empty() {
+            r#","page":{"limit":1}"#.to_string()
+        } else {
+            format!(r#","page":{{"limit":1,"token":"{token}"}}"#)
+        };
+        let (status, answer) = post(SEARCH_RESOURCE, &body(&page)).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(answer["page"]["count"], 1);
+        paged.extend(answer["results"].as_array().unwrap().clone());
+        token = answer["page"]["next_token"].as_str().unwrap().to_string();
+        if token.is_empty() {
+            break;
+        }
+        // A changed token, or the token with another request, is refused.
+        let refused = r#"{"error":{"status":400,"message":"`page.token` is not a token for this request on the current data: search again without it"}}"#;
+        let mut tampered = token.clone().into_bytes();
+        let last = tampered.len() - 1;
+        tampered[last] = if tampered[last] == b'0' { b'1' } else { b'0' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        for (path, other) in [
+            (
+                SEARCH_RESOURCE,
+                body(&format!(r#","page":{{"limit":1,"token":"{tampered}"}}"#)),
+            ),
+            (
+                SEARCH_RESOURCE,
+                body(&format!(r#","page":{{"limit":1,"token":"0{token}"}}"#)),
+            ),
+            (
+                SEARCH_RESOURCE,
+                format!(
+                    r#"{{"subject":{{"type":"User","id":"pete"}},"action":{{"name":"ReadOrg"}},"resource":{{"type":"Org"}},"page":{{"limit":1,"token":"{token}"}}}}"#
+                ),
+            ),
+        ] {
+            assert_eq!(
+                post(path, &other).await,
+                (StatusCode::BAD_REQUEST, refused.to_string()),
+                "{other}"
+            );
+        }
+    }
+    assert_eq!(serde_json::Value::Array(paged), all["results"]);
+}
+
+#[tokio::test]
+async fn search_shapes_and_errors() {
+    run(&[
+        Case {
+            name: "resource search",
+            path: SEARCH_RESOURCE,
+            body: r#"{"subject":{"type":"User","id":"pete"},"action":{"name":"UseEnvironment"},"resource":{"type":"Environment","id":"ignored"}}"#,
+            status: StatusCode::OK,
+            answer: r#"{"results":[{"type":"Environment","id":"personal-pete"}],"page":{"next_token":"","count":1,"total":1}}"#,
+        },
+        Case {
+            name: "unknown type",
+            path: SEARCH_RESOURCE,
+            body: r#"{"subject":{"type":"User","id":"pete"},"action":{"name":"UseEnvironment"},"resource":{"type":"Spaceship"}}"#,
+            status: StatusCode::OK,
+            answer: r#"{"results":[],"page":{"next_token":"","count":0,"total":0}}"#,
+        },
+        Case {
+            name: "unknown subject id",
+            path: SEARCH_RESOURCE,
+            body: r#"{"subject":{"type":"User","id":"nobody"},"action":{"name":"UseEnvironment"},"resource":{"type":"Environment"}}"#,
+            status: StatusCode::OK,
+            answer: r#"{"results":[],"page":{"next_token":"","count":0,"total":0}}"#,
+        },
+        Case {
+            name: "resource search without subject.id",
+            path: SEARCH_RESOURCE,
+            body: r#"{"subject":{"type":"User"},"action":{"name":"UseEnvironment"},"resource":{"type":"Environment"}}"#,
+            status: StatusCode::BAD_REQUEST,
+            answer: r#"{"error":{"status":400,"message":"missing field `id`"}}"#,
+        },
+        Case {
+            name: "subject search",
+            path: SEARCH_SUBJECT,
+            body: r#"{"subject":{"type":"User"},"action":{"name":"UseEnvironment"},"resource":{"type":"Environment","id":"personal-pete"}}"#,
+            status: StatusCode::OK,
+            answer: r#"{"results":[{"type":"User","id":"pete"}],"page":{"next_token":"","count":1,"total":1}}"#,
+        },
+        Case {
+            name: "subject search without resource.id",
+            path: SEARCH_SUBJECT,
+            body: r#"{"subject":{"type":"User"},"action":{"name":"UseEnvironment"},"resource":{"type":"Environment"}}"#,
+            status: StatusCode::BAD_REQUEST,
+            answer: r#"{"error":{"status":400,"message":"missing field `id`"}}"#,
+        },
+        Case {
+            name: "action search",
+            path: SEARCH_ACTION,
+            body: r#"{"subject":{"type":"User","id":"pete"},"resource":{"type":"Environment","id":"personal-pete"}}"#,
+            status: StatusCode::OK,
+            answer: r#"{"results":[{"name":"UseEnvironment"}],"page":{"next_token":"","count":1,"total":1}}"#,
+        },
+        Case {
+            name: "properties are refused in a search",
+            path: SEARCH_ACTION,
+            body: r#"{"subject":{"type":"User","id":"pete","properties":{"a":1}},"resource":{"type":"Environment","id":"personal-pete"}}"#,
+            status: StatusCode::BAD_REQUEST,
+            answer: r#"{"error":{"status":400,"message":"subject: searches decide on stored entities only; `properties` are not accepted"}}"#,
+        },
+    ])
+    .await;
 }

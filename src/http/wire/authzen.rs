@@ -329,3 +329,141 @@ pub struct AuthzenConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_action_endpoint: Option<String>,
 }
+
+/// The searched entity of a subject or resource search: its `type` (an
+/// `id`, if sent, is ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchedEntity {
+    /// The type searched for.
+    #[serde(rename = "type")]
+    pub entity_type: String,
+}
+
+/// `page` of a search request.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PageRequest {
+    /// The `next_token` of the previous page.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// Most results on this page.
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// Body of `POST /access/v1/search/subject` (its `page`, a
+/// [`PageRequest`], is read apart: tokens are bound to the rest).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SubjectSearchRequest {
+    /// The subject type searched for.
+    pub subject: SearchedEntity,
+    /// The action.
+    pub action: AuthzenAction,
+    /// The resource.
+    pub resource: AuthzenEntity,
+    /// The Cedar context.
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// Body of `POST /access/v1/search/resource` (`page` read apart).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ResourceSearchRequest {
+    /// The subject.
+    pub subject: AuthzenEntity,
+    /// The action.
+    pub action: AuthzenAction,
+    /// The resource type searched for.
+    pub resource: SearchedEntity,
+    /// The Cedar context.
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// Body of `POST /access/v1/search/action` (`page` read apart).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ActionSearchRequest {
+    /// The subject.
+    pub subject: AuthzenEntity,
+    /// The resource.
+    pub resource: AuthzenEntity,
+    /// The Cedar context.
+    #[serde(default)]
+    pub context: Option<Map<String, Value>>,
+}
+
+/// A subject or resource found: `{"type", "id"}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FoundEntity {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub entity_type: String,
+    /// Its id.
+    pub id: String,
+}
+
+/// An action found: `{"name"}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FoundAction {
+    /// The action's id.
+    pub name: String,
+}
+
+/// A search answer: one page of results.
+#[derive(Debug, Serialize)]
+pub struct SearchResponse<T> {
+    /// This page's results.
+    pub results: Vec<T>,
+    /// Where the next page starts.
+    pub page: PageResponse,
+}
+
+/// `page` of a search answer.
+#[derive(Debug, Serialize)]
+pub struct PageResponse {
+    /// The token of the next page; `""` on the last page.
+    pub next_token: String,
+    /// Results on this page.
+    pub count: usize,
+    /// Results on all pages.
+    pub total: usize,
+}
+
+impl AuthzenEntity {
+    /// This entity as a Cedar uid, for a search: properties are refused
+    /// (searches decide on stored data only).
+    pub fn search_uid(&self, role: &str, pack: &PolicyPack) -> Result<EntityUid, ApiError> {
+        if self.properties.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(ApiError::InvalidRequest(format!(
+                "{role}: searches decide on stored entities only; `properties` are not accepted"
+            )));
+        }
+        uid(self, role, pack)
+    }
+}
+
+/// The Cedar context of a search (`action.properties` under
+/// [`ACTION_PROPERTIES_KEY`], as for an evaluation).
+pub fn search_context(
+    context: Option<Map<String, Value>>,
+    action: Option<&AuthzenAction>,
+) -> Result<Option<Value>, ApiError> {
+    let mut context = context.unwrap_or_default();
+    if let Some(properties) = action
+        .and_then(|a| a.properties.clone())
+        .filter(|p| !p.is_empty())
+    {
+        if context.contains_key(ACTION_PROPERTIES_KEY) {
+            return Err(ApiError::InvalidRequest(format!(
+                "`context.{ACTION_PROPERTIES_KEY}` is where `action.properties` go: \
+                 send one or the other"
+            )));
+        }
+        context.insert(ACTION_PROPERTIES_KEY.to_string(), Value::Object(properties));
+    }
+    Ok((!context.is_empty()).then_some(Value::Object(context)))
+}
+
+/// [`action_uid`] for the HTTP layer.
+pub fn action_named(name: &str, pack: &PolicyPack) -> Result<EntityUid, ApiError> {
+    action_uid(name, pack)
+}
