@@ -146,7 +146,8 @@ pub struct Settings {
     #[arg(long, env = "CEDAR_SIDECAR_CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
     /// The sidecar's public base URL, as AuthZEN's metadata document
-    /// (`/.well-known/authzen-configuration`) names it [default: http:// + the listen address].
+    /// (`/.well-known/authzen-configuration`) names it; unset, `http://`
+    /// and the listen address [default: none].
     #[arg(long, env = "CEDAR_SIDECAR_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// `/readyz` fails while fewer entities are loaded [default: 0].
