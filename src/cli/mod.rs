@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 
 use cedar_policy_tools::{fmt, test};
 
-pub use check::run_check;
 pub use cedar_policy_tools::fmt::{format_text, run_fmt};
 pub use cedar_policy_tools::test::run_test;
+pub use check::run_check;
 pub use entities::run_entities;
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 

@@ -274,6 +274,10 @@ async fn serve(
         cpu: Arc::new(CpuPool::for_this_machine()),
         lifecycle: lifecycle.clone(),
         gateway: guards.gateway.clone(),
+        public_url: match &config.settings.public_url {
+            Some(url) => Arc::from(url.trim_end_matches('/')),
+            None => Arc::from(format!("http://{}", config.listen)),
+        },
     };
     if let Some(gateway) = &guards.gateway {
         gateway.spawn_reloader(state.shared.clone());

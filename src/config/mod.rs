@@ -339,6 +339,12 @@ impl ServeConfig {
                 "TLS files (tls_ca, tls_cert, tls_key) are set but no Redis URL is".into(),
             ));
         }
+        if let Some(url) = &self.settings.public_url {
+            crate::http::check_public_url(url).map_err(|message| ConfigError::Value {
+                key: "public_url",
+                message,
+            })?;
+        }
         Ok(())
     }
 

@@ -153,6 +153,11 @@ pub struct Settings {
     /// only `Authorization: Bearer <token>` callers [default: none].
     #[arg(long, env = "CEDAR_SIDECAR_CALLER_TOKENS_FILE")]
     pub caller_tokens_file: Option<PathBuf>,
+    /// The sidecar's public base URL, as AuthZEN's metadata document
+    /// (`/.well-known/authzen-configuration`) names it; unset, `http://`
+    /// and the listen address [default: none].
+    #[arg(long, env = "CEDAR_SIDECAR_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// `/readyz` fails while fewer entities are loaded [default: 0].
     #[arg(long, env = "CEDAR_SIDECAR_MIN_ENTITIES")]
     pub min_entities: Option<usize>,
@@ -494,6 +499,7 @@ mod tests {
         "probe_listen",
         "admin_token_file",
         "caller_tokens_file",
+        "public_url",
         "redis.url",
         "redis.sentinel_master",
         "redis.tls_ca",

@@ -100,7 +100,7 @@ pub async fn is_authorized_batch(
 /// Refused request entities are what a caller trying to grant itself
 /// rights looks like: counted by code, and logged at WARN (at most once a
 /// second, with how many were held back).
-fn note_refused_entities(state: &AppState, meta: &RequestMeta, error: &ApiError) {
+pub(super) fn note_refused_entities(state: &AppState, meta: &RequestMeta, error: &ApiError) {
     static LINES: RateLimit = RateLimit::new(std::time::Duration::from_secs(1));
     if let ApiError::RequestEntities(refused) = error {
         let (_, code) = error.status_and_code();
@@ -119,7 +119,7 @@ fn note_refused_entities(state: &AppState, meta: &RequestMeta, error: &ApiError)
 
 /// Whether deciding `count` request entities means running Cedar's entity
 /// parser (with the mode `off` they are refused before any parsing).
-fn parses_entities(state: &AppState, count: usize) -> bool {
+pub(super) fn parses_entities(state: &AppState, count: usize) -> bool {
     count > 0 && state.request_entities.mode != RequestEntityMode::Off
 }
 
@@ -383,10 +383,23 @@ fn decide_one(
 ) -> Result<AuthorizeResponse, ApiError> {
     let started = Instant::now();
     let request = request.into_decision_request(&snapshot.pack.type_names)?;
+    decide_counted(state, snapshot, meta, endpoint, &request, started)
+}
+
+/// Decides a request already in Cedar terms (any front door's), then
+/// counts and (maybe) logs it; `started` is when its parsing began.
+pub(super) fn decide_counted(
+    state: &AppState,
+    snapshot: &Snapshot,
+    meta: &RequestMeta,
+    endpoint: Endpoint,
+    request: &DecisionRequest,
+    started: Instant,
+) -> Result<AuthorizeResponse, ApiError> {
     let decision = decide(
         &snapshot.pack,
         &snapshot.entities,
-        &request,
+        request,
         &state.request_entities,
     )
     .map_err(ApiError::from)
@@ -411,7 +424,7 @@ fn decide_one(
     );
     if state.decision_log.wants(allowed) {
         state.decision_log.submit(record(
-            state, snapshot, meta, endpoint, &request, &response, elapsed,
+            state, snapshot, meta, endpoint, request, &response, elapsed,
         ));
     }
     Ok(response)
@@ -455,7 +468,7 @@ fn record(
     }
 }
 
-fn with_versions(body: impl IntoResponse, snapshot: &Snapshot) -> Response {
+pub(super) fn with_versions(body: impl IntoResponse, snapshot: &Snapshot) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -4,6 +4,8 @@
 //! exposes and the one table that maps errors to responses.
 
 mod admin;
+mod authzen;
+mod authzen_search;
 mod body;
 mod callers;
 mod connection;
@@ -32,6 +34,7 @@ use axum::Router;
 use tower::ServiceBuilder;
 
 pub use admin::AdminToken;
+pub use authzen::check_public_url;
 pub use connection::ConnectionLimits;
 pub use cpu_pool::CpuPool;
 pub use doors::{AUTH_PATH, DECISION_ID_HEADER, PRINCIPAL_HEADER, ROUTE_HEADER};
@@ -120,6 +123,8 @@ pub struct AppState {
     /// The gateway doors' route map and principal; `Some` only with a
     /// route map (the doors exist only then).
     pub gateway: Option<Arc<Gateway>>,
+    /// The public base URL AuthZEN's metadata names (`public_url`).
+    pub public_url: Arc<str>,
 }
 
 impl AppState {
@@ -144,6 +149,7 @@ impl AppState {
             cpu: Arc::new(CpuPool::for_this_machine()),
             lifecycle: Arc::new(Lifecycle::default()),
             gateway: None,
+            public_url: Arc::from("http://127.0.0.1:8180"),
         }
     }
 }
@@ -199,7 +205,9 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     }
     let api = routes
         .merge(decisions)
+        .merge(authzen::routes(&state))
         .route("/v1/admin/reload", post(admin::reload))
+        .route(authzen::CONFIGURATION_PATH, get(authzen::configuration))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::middleware::from_fn(middleware::tag_route))

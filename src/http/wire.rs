@@ -1,5 +1,6 @@
 //! The API's wire types. Nothing else in the crate derives serde for HTTP.
 
+pub mod authzen;
 mod operations;
 
 pub use operations::*;

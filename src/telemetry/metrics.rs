@@ -31,6 +31,10 @@ pub enum Endpoint {
     Single,
     /// `POST /v1/is_authorized/batch`
     Batch,
+    /// `POST /access/v1/evaluation` (AuthZEN)
+    AuthzenEvaluation,
+    /// `POST /access/v1/evaluations` (AuthZEN)
+    AuthzenEvaluations,
 }
 
 impl Endpoint {
@@ -39,8 +43,18 @@ impl Endpoint {
         match self {
             Self::Single => "is_authorized",
             Self::Batch => "batch",
+            Self::AuthzenEvaluation => "authzen_evaluation",
+            Self::AuthzenEvaluations => "authzen_evaluations",
         }
     }
+
+    /// Every endpoint, in the order of the decision counters.
+    pub const ALL: [Self; 4] = [
+        Self::Single,
+        Self::Batch,
+        Self::AuthzenEvaluation,
+        Self::AuthzenEvaluations,
+    ];
 }
 
 /// Why a decision-log record was lost: the `cause` label of
@@ -125,8 +139,8 @@ pub const REQUEST_ENTITY_REFUSALS: [&str; 5] = [
 /// Every metric the sidecar exports.
 #[derive(Default)]
 pub struct Metrics {
-    /// [allow, deny] x [single, batch].
-    decisions: [[AtomicU64; 2]; 2],
+    /// [allow, deny] x [`Endpoint::ALL`].
+    decisions: [[AtomicU64; Endpoint::ALL.len()]; 2],
     latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_nanos: AtomicU64,
@@ -177,7 +191,7 @@ impl Metrics {
     /// Counts one decision and its latency.
     pub fn record_decision(&self, allowed: bool, endpoint: Endpoint, elapsed: Duration) {
         let row = usize::from(!allowed);
-        let col = usize::from(endpoint == Endpoint::Batch);
+        let col = endpoint as usize;
         self.decisions[row][col].fetch_add(1, Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
         for (bound, bucket) in LATENCY_BUCKETS.iter().zip(&self.latency_buckets) {
@@ -399,7 +413,7 @@ impl Collector for Scrape {
                 MetricType::Counter,
             )?;
             for (row, decision) in ["Allow", "Deny"].iter().enumerate() {
-                for (col, endpoint) in [Endpoint::Single, Endpoint::Batch].iter().enumerate() {
+                for (col, endpoint) in Endpoint::ALL.iter().enumerate() {
                     let labels = [("decision", *decision), ("endpoint", endpoint.label())];
                     counter(
                         &mut family.encode_family(&labels)?,

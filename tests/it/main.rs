@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod action_index;
+mod authzen;
 mod cli;
 mod conform_equivalence;
 mod connections;

@@ -11,6 +11,7 @@ mod reads;
 mod request_entities;
 mod request_shape;
 mod schema;
+mod search;
 
 pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
@@ -25,3 +26,4 @@ pub use request_entities::{
     RequestEntityError, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 pub use schema::{load_schema, parse_schema_text};
+pub use search::{search, SearchRequest, Searched};
