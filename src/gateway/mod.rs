@@ -73,6 +73,13 @@ pub enum Prepared {
     },
 }
 
+/// Headers with which some frameworks run another method than the request's.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
 /// Why a gateway request gets no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -172,6 +179,24 @@ impl Gateway {
             None => (request.path_and_query, None),
         };
         let segments = split_path(path).map_err(Refusal::BadPath)?;
+        // The decision is for the gateway's method; an upstream that honours
+        // a method override would run another one. Refused.
+        if let Some(name) = METHOD_OVERRIDES
+            .iter()
+            .find(|name| request.headers.contains_key(**name))
+        {
+            return Err(Refusal::BadValue(format!(
+                "`{name}` asks the upstream for another method than the one decided"
+            )));
+        }
+        if query.is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.split('=').next() == Some("_method"))
+        }) {
+            return Err(Refusal::BadValue(
+                "`_method` asks the upstream for another method than the one decided".into(),
+            ));
+        }
         let Some((route, captures)) = loaded.routes.find(request.method, &segments) else {
             return Err(Refusal::NotMapped {
                 method: request.method.to_string(),

@@ -40,7 +40,11 @@ pub fn build(
     context: &[ContextField],
     inputs: &Inputs<'_>,
 ) -> Result<DecisionRequest, BadValue> {
-    let query = inputs.query.map(query_pairs).unwrap_or_default();
+    let query = match inputs.query {
+        Some(query) => query_pairs(query)
+            .ok_or_else(|| BadValue("the query string has a bad percent-encoding".into()))?,
+        None => Vec::new(),
+    };
     let id = match value_of(resource_id, inputs, &query)? {
         Some(Value::String(id)) if !id.is_empty() => id,
         _ => return Err(BadValue("the request names no resource".into())),
@@ -80,11 +84,27 @@ fn value_of(
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| Value::String(v.clone())),
-        Source::Query(name) => query
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| Value::String(v.clone())),
+        Source::Query(name) => {
+            // Given twice, the upstream may read the other one.
+            let mut given = query.iter().filter(|(n, _)| n == name);
+            let first = given.next();
+            if given.next().is_some() {
+                return Err(BadValue(format!(
+                    "query parameter `{name}` is given more than once"
+                )));
+            }
+            first.map(|(_, v)| Value::String(v.clone()))
+        }
         Source::Header(name) => match inputs.headers.get(name.as_str()) {
+            _ if inputs
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .nth(1)
+                .is_some() =>
+            {
+                return Err(BadValue(format!("header `{name}` is given more than once")))
+            }
             None => None,
             Some(value) => Some(Value::String(
                 value

@@ -172,9 +172,9 @@ pub enum PathError {
     /// Not an absolute path.
     #[error("the path must start with `/`")]
     NotAbsolute,
-    /// An empty (`//`), `.` or `..` segment: the upstream may read it
-    /// otherwise than we would.
-    #[error("the path has an empty, `.` or `..` segment")]
+    /// An empty (`//`), `.` or `..` segment, or one with `;` or `\`: the
+    /// upstream may read it otherwise than we would.
+    #[error("the path has an empty, `.` or `..` segment, or a `;` or `\\` in one")]
     Ambiguous,
     /// Bad percent-encoding, or an encoded `/`.
     #[error("the path has a bad percent-encoding, or an encoded `/`")]
@@ -195,7 +195,15 @@ pub fn split_path(path: &str) -> Result<Vec<String>, PathError> {
             if segment.contains('/') {
                 return Err(PathError::BadEncoding);
             }
-            if segment.is_empty() || segment == "." || segment == ".." {
+            // `;` (path parameters: `..;` is `..` to Tomcat and Spring) and
+            // `\` (a separator to some servers) would let the upstream
+            // resolve another path than the one decided.
+            if segment.is_empty()
+                || segment == "."
+                || segment == ".."
+                || segment.contains(';')
+                || segment.contains('\\')
+            {
                 return Err(PathError::Ambiguous);
             }
             Ok(segment)
@@ -230,12 +238,13 @@ pub fn percent_decode(text: &str, plus_is_space: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The decoded `name=value` pairs of a query string.
-pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+/// The decoded `name=value` pairs of a query string; `None` when one does
+/// not decode (it is refused, never dropped: the upstream would still read it).
+pub fn query_pairs(query: &str) -> Option<Vec<(String, String)>> {
     query
         .split('&')
         .filter(|pair| !pair.is_empty())
-        .filter_map(|pair| {
+        .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             Some((percent_decode(name, true)?, percent_decode(value, true)?))
         })

@@ -137,7 +137,22 @@ async fn auth_request(
         return ApiError::NotFound(AUTH_PATH.to_string()).into_response();
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let original = header("x-original-uri").is_some() || header("x-original-method").is_some();
+    let forwarded = header("x-forwarded-uri").is_some() || header("x-forwarded-method").is_some();
     let (door, method, uri) = match (header("x-original-uri"), header("x-forwarded-uri")) {
+        // A forward-auth proxy passes the client's own headers on and sets
+        // only its X-Forwarded-* ones: a request with both families may
+        // carry a client's X-Original-* naming another request. Refused.
+        _ if original && forwarded => {
+            let answer = DoorAnswer::refused(
+                Outcome::BadRequest,
+                StatusCode::FORBIDDEN,
+                "ambiguous_original_request",
+                "both X-Original-* (nginx) and X-Forwarded-Method/X-Forwarded-Uri (forward-auth) were sent; the proxy must send one family and strip the other from clients".into(),
+            );
+            gateway.metrics.record(Door::AuthRequest, answer.outcome);
+            return http_answer(answer);
+        }
         (Some(uri), _) => (Door::AuthRequest, header("x-original-method"), uri),
         (None, Some(uri)) => (Door::ForwardAuth, header("x-forwarded-method"), uri),
         (None, None) => {
@@ -163,11 +178,7 @@ async fn auth_request(
         gateway.metrics.record(door, answer.outcome);
         return http_answer(answer);
     };
-    // An absolute URI (`http://host/path`) is read for its path.
-    let uri = match uri.split_once("://") {
-        Some((_, rest)) => rest.find('/').and_then(|i| rest.get(i..)).unwrap_or("/"),
-        None => uri,
-    };
+    let uri = origin_form(uri);
     let gateway_request = GatewayRequest {
         method: &method,
         path_and_query: uri,
@@ -393,5 +404,47 @@ fn refused(refusal: Refusal) -> DoorAnswer {
             "invalid_request_value",
             message,
         ),
+    }
+}
+
+/// The path and query of the original request. An absolute URI
+/// (`scheme://host/path`) is read for its path only when it starts with a
+/// scheme: a `://` later on (in a query, say) is data, never a new path.
+fn origin_form(uri: &str) -> &str {
+    if uri.starts_with('/') {
+        return uri;
+    }
+    match uri.split_once("://") {
+        Some((scheme, rest))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            match rest.find(['/', '?']) {
+                Some(index) if rest[index..].starts_with('/') => &rest[index..],
+                _ => "/",
+            }
+        }
+        _ => uri,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::origin_form;
+
+    #[test]
+    fn only_a_leading_scheme_makes_an_absolute_uri() {
+        assert_eq!(
+            origin_form("/orgs/victim?x=http://a/orgs/mallory"),
+            "/orgs/victim?x=http://a/orgs/mallory"
+        );
+        assert_eq!(origin_form("https://api.example/orgs/a?b=c"), "/orgs/a?b=c");
+        assert_eq!(origin_form("http://api.example"), "/");
+        assert_eq!(origin_form("http://api.example?x=/orgs/y"), "/");
+        // Not absolute and not a path: split_path refuses it.
+        assert_eq!(origin_form("orgs?x=http://a/b"), "orgs?x=http://a/b");
     }
 }

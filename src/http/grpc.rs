@@ -156,8 +156,14 @@ pub fn check_response(answer: &DoorAnswer) -> CheckResponse {
         } else {
             ok.remove_header(PRINCIPAL_HEADER.as_str());
         }
-        if let Some(id) = &answer.decision_id {
-            ok.add_header(DECISION_ID_HEADER.as_str(), id.as_str(), overwrite, false);
+        match &answer.decision_id {
+            Some(id) => {
+                ok.add_header(DECISION_ID_HEADER.as_str(), id.as_str(), overwrite, false);
+            }
+            // A public route: no decision, and no client-sent id either.
+            None => {
+                ok.remove_header(DECISION_ID_HEADER.as_str());
+            }
         }
         if let Some(route) = &answer.route {
             ok.add_header(ROUTE_HEADER.as_str(), route.as_ref(), overwrite, false);

@@ -833,3 +833,90 @@ fn most_specific_wins() {
         );
     }
 }
+
+/// What a review found a gateway could be talked into: each is refused, and
+/// none reaches an Allow.
+#[tokio::test]
+async fn smuggled_paths_methods_and_values_are_refused() {
+    let keys = Keys::new();
+    let app = app_with(&keys.args(&shipped_routes()));
+    let paula = bearer(&hs256(&claims("paula")));
+    let auth = |headers: Vec<(&'static str, &'static str)>| {
+        let app = app.clone();
+        async move { send(&app, "GET", "/v1/gateway/auth", &headers).await }
+    };
+
+    // A `://` in the query is data: it does not replace the path decided.
+    let smuggled = auth(vec![
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/orgs/acme?u=http://a/healthz"),
+    ])
+    .await;
+    assert_eq!(
+        smuggled.status,
+        StatusCode::UNAUTHORIZED,
+        "{:?}",
+        smuggled.body
+    );
+
+    // A client's own X-Original-* passed on by a forward-auth proxy.
+    let both = auth(vec![
+        ("x-forwarded-method", "DELETE"),
+        ("x-forwarded-uri", "/orgs/acme"),
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/healthz"),
+    ])
+    .await;
+    assert_eq!(both.status, StatusCode::FORBIDDEN);
+    assert_eq!(both.body["code"], "ambiguous_original_request");
+
+    // `..;` and `\` segments, which some upstreams resolve as `..` and `/`.
+    for path in [
+        "/ext_authz/docs/..;/orgs/acme",
+        "/ext_authz/docs/%2e%2e;/orgs/acme",
+        "/ext_authz/docs/a%5C..%5Corgs",
+    ] {
+        let answer = send(&app, "DELETE", path, &[]).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(answer.body["code"], "invalid_path", "{path}");
+    }
+
+    // A mapped query parameter given twice, or one that does not decode.
+    for uri in [
+        "/ext_authz/thunks/paula-report/move?to=acme-prod&to=globex-prod",
+        "/ext_authz/thunks/paula-report/move?to=acme-prod&x=%ZZ",
+    ] {
+        let answer = send(&app, "POST", uri, &[("authorization", &paula)]).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::BAD_REQUEST,
+            "{uri}: {:?}",
+            answer.body
+        );
+        assert_eq!(answer.body["code"], "invalid_request_value", "{uri}");
+    }
+
+    // A method override would run another method than the one decided.
+    let allowed = "/ext_authz/orgs/acme/environments/acme-prod";
+    let plain = send(&app, "GET", allowed, &[("authorization", &paula)]).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    let overridden = send(
+        &app,
+        "GET",
+        allowed,
+        &[
+            ("authorization", &paula),
+            ("x-http-method-override", "DELETE"),
+        ],
+    )
+    .await;
+    assert_eq!(overridden.status, StatusCode::BAD_REQUEST);
+    let overridden = send(
+        &app,
+        "GET",
+        "/ext_authz/orgs/acme/environments/acme-prod?_method=DELETE",
+        &[("authorization", &paula)],
+    )
+    .await;
+    assert_eq!(overridden.status, StatusCode::BAD_REQUEST);
+}
