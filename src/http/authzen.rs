@@ -156,14 +156,7 @@ pub async fn require_caller(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(callers) = &state.callers else {
-        return next.run(request).await;
-    };
-    let client = request
-        .extensions()
-        .get::<RequestMeta>()
-        .and_then(|meta| meta.client.clone());
-    if callers.admits(request.headers(), client.as_deref()) {
+    if super::callers::admitted(&state, &request) {
         next.run(request).await
     } else {
         AuthzenError(ApiError::CallerUnauthorized).into_response()

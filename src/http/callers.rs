@@ -15,16 +15,22 @@ pub async fn require_caller(
     request: Request,
     next: Next,
 ) -> Response {
+    if admitted(&state, &request) {
+        next.run(request).await
+    } else {
+        ApiError::CallerUnauthorized.into_response()
+    }
+}
+
+/// Whether the request may use the decision API: no caller tokens are
+/// configured, or it presents one of them. Every door asks this one question.
+pub fn admitted(state: &AppState, request: &Request) -> bool {
     let Some(callers) = &state.callers else {
-        return next.run(request).await;
+        return true;
     };
     let client = request
         .extensions()
         .get::<RequestMeta>()
         .and_then(|meta| meta.client.clone());
-    if callers.admits(request.headers(), client.as_deref()) {
-        next.run(request).await
-    } else {
-        ApiError::CallerUnauthorized.into_response()
-    }
+    callers.admits(request.headers(), client.as_deref())
 }
