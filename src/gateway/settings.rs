@@ -18,6 +18,8 @@ pub const DEFAULT_PRINCIPAL_TYPE: &str = "User";
 pub const DEFAULT_PRINCIPAL_CLAIM: &str = "sub";
 /// Clock skew allowed on `exp` and `nbf`, in seconds.
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+/// The most clock skew a token may be allowed.
+const MAX_LEEWAY_SECS: u64 = 600;
 /// How often the route map and key files are looked at for changes, in ms.
 pub const DEFAULT_RELOAD_MS: u64 = 500;
 
@@ -131,32 +133,6 @@ pub struct GatewayConfig {
 }
 
 impl GatewayArgs {
-    /// These flags, completed from the config file's `[gateway]` table.
-    pub fn or_file(&self, file: &GatewayArgs) -> GatewayArgs {
-        let f = file.clone();
-        GatewayArgs {
-            routes: self.routes.clone().or(f.routes),
-            principal_type: self.principal_type.clone().or(f.principal_type),
-            trusted_principal_header: self
-                .trusted_principal_header
-                .clone()
-                .or(f.trusted_principal_header),
-            jwt_jwks: self.jwt_jwks.clone().or(f.jwt_jwks),
-            jwt_public_keys: self.jwt_public_keys.clone().or(f.jwt_public_keys),
-            jwt_hs256_secret_file: self
-                .jwt_hs256_secret_file
-                .clone()
-                .or(f.jwt_hs256_secret_file),
-            jwt_issuer: self.jwt_issuer.clone().or(f.jwt_issuer),
-            jwt_audience: self.jwt_audience.clone().or(f.jwt_audience),
-            jwt_leeway_secs: self.jwt_leeway_secs.or(f.jwt_leeway_secs),
-            jwt_principal_claim: self.jwt_principal_claim.clone().or(f.jwt_principal_claim),
-            ext_authz_prefix: self.ext_authz_prefix.clone().or(f.ext_authz_prefix),
-            grpc_listen: self.grpc_listen.or(f.grpc_listen),
-            gateway_reload_ms: self.gateway_reload_ms.or(f.gateway_reload_ms),
-        }
-    }
-
     /// The validated settings: `Ok(None)` without a route map; an error
     /// names the key (`gateway.<key>`) and what is wrong.
     pub fn config(&self) -> Result<Option<GatewayConfig>, (&'static str, String)> {
@@ -199,13 +175,20 @@ impl GatewayArgs {
                     Some(v) if !v.trim().is_empty() => Ok(v.trim().to_string()),
                     _ => Err((key, "is required with JWT keys".to_string())),
                 };
+                let leeway_secs = self.jwt_leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS);
+                if leeway_secs > MAX_LEEWAY_SECS {
+                    return Err((
+                        "gateway.jwt_leeway_secs",
+                        format!("must be at most {MAX_LEEWAY_SECS} (clock skew, not a token lifetime)"),
+                    ));
+                }
                 PrincipalSource::Jwt(JwtSettings {
                     jwks: self.jwt_jwks.clone(),
                     public_keys: self.jwt_public_keys.clone().unwrap_or_default(),
                     hs256_secret_file: self.jwt_hs256_secret_file.clone(),
                     issuer: required(&self.jwt_issuer, "gateway.jwt_issuer")?,
                     audience: required(&self.jwt_audience, "gateway.jwt_audience")?,
-                    leeway_secs: self.jwt_leeway_secs.unwrap_or(DEFAULT_LEEWAY_SECS),
+                    leeway_secs,
                     principal_claim: self
                         .jwt_principal_claim
                         .clone()
@@ -218,10 +201,18 @@ impl GatewayArgs {
             .clone()
             .unwrap_or_else(|| DEFAULT_EXT_AUTHZ_PREFIX.to_string());
         let prefix = prefix.trim_end_matches('/').to_string();
-        if !prefix.starts_with('/') || prefix.starts_with("/v1") || prefix.contains('{') {
+        // Plain segments only: axum reads `{`, `:` and `*` as captures.
+        let plain = prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~'));
+        let segments_ok = prefix
+            .split('/')
+            .skip(1)
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+        if !prefix.starts_with('/') || prefix.starts_with("/v1") || !plain || !segments_ok {
             return Err((
                 "gateway.ext_authz_prefix",
-                format!("`{prefix}` must start with `/`, hold no `{{` and not be under /v1"),
+                format!("`{prefix}` must be a path of plain segments (letters, digits, `-_.~`) and not be under /v1"),
             ));
         }
         let reload_ms = self.gateway_reload_ms.unwrap_or(DEFAULT_RELOAD_MS);

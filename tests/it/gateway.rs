@@ -920,3 +920,29 @@ async fn smuggled_paths_methods_and_values_are_refused() {
     .await;
     assert_eq!(overridden.status, StatusCode::BAD_REQUEST);
 }
+
+/// A prefix axum would read as a capture, and a leeway that would make any
+/// expired token valid (or overflow), are start-up errors naming the key.
+#[test]
+fn prefix_and_leeway_are_bounded() {
+    let keys = Keys::new();
+    for prefix in ["/x/:y", "/x/*y", "/x/{y}", "/v1/authz", "/a//b", "/a/../b"] {
+        let args = GatewayArgs {
+            ext_authz_prefix: Some(prefix.into()),
+            ..keys.args(&shipped_routes())
+        };
+        let (key, _) = args.config().unwrap_err();
+        assert_eq!(key, "gateway.ext_authz_prefix", "{prefix}");
+    }
+    let args = GatewayArgs {
+        jwt_leeway_secs: Some(u64::MAX),
+        ..keys.args(&shipped_routes())
+    };
+    assert_eq!(args.config().unwrap_err().0, "gateway.jwt_leeway_secs");
+    let fine = GatewayArgs {
+        ext_authz_prefix: Some("/authz/envoy-1".into()),
+        jwt_leeway_secs: Some(600),
+        ..keys.args(&shipped_routes())
+    };
+    assert!(fine.config().unwrap().is_some());
+}
