@@ -14,7 +14,7 @@
 //! - [`http`]: the axum API and the server under it (our accept loop on
 //!   hyper: connection limits, probe listener, shutdown); wire types and the
 //!   error table live here only.
-//! - [`cli`]: the subcommands (`serve`, `probe`, `entities` here; `check`, `test`, `fmt` from the policy tools).
+//! - [`cli`]: the subcommands (`serve`, `probe`, `entities`, `check` with the route map here; `test`, `fmt` and the pack check from the policy tools).
 //! - [`sync`]: entity sources; the Redis replica and writer (the only
 //!   module that imports `redis`).
 //! - [`freshness`]: applied revision, contact with the source, staleness.
