@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -118,15 +117,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AuthzenJson<T> {
             )
             .into());
         }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(state.limits.max_body_bytes)
-                } else {
-                    ApiError::InvalidRequest(rejection.body_text())
-                }
-            })?;
+        let bytes = super::json::body_bytes(request, state).await?;
         match bytes.trim_ascii_start().first() {
             None => return Err(ApiError::InvalidRequest("the body is empty".to_string()).into()),
             Some(b'{') => {}

@@ -16,17 +16,23 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge(state.limits.max_body_bytes)
-                } else {
-                    ApiError::InvalidRequest(rejection.body_text())
-                }
-            })?;
+        let bytes = body_bytes(request, state).await?;
         parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The whole body (already read under its deadline and budget by
+/// `http::body`), or why not, as the API's error.
+pub async fn body_bytes(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(state.limits.max_body_bytes)
+            } else {
+                ApiError::InvalidRequest(rejection.body_text())
+            }
+        })
 }
 
 /// Parses JSON text in one pass, telling syntax errors from shape errors.
