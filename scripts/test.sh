@@ -22,6 +22,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Every binary first: the documentation test runs `cedar-policy-tools`, which
+# `cargo test` alone builds only as a test harness.
+cargo build --locked --workspace --bins
 cargo test --locked --workspace --all-targets
 
 # The same decisions and entities with our shortcuts around Cedar's checks

@@ -266,6 +266,7 @@ impl Scratch {
         let mut text = command.to_string();
         // The policy tools' own binary sits beside the sidecar's (the test
         // command builds the whole workspace).
+        // `cargo build --workspace --bins` (scripts/test.sh) builds it.
         let tools = std::path::Path::new(binary).with_file_name("cedar-policy-tools");
         text = text.replace(
             "cargo run -q -p cedar-policy-tools --",
