@@ -231,12 +231,10 @@ async fn serve(
         config.decision_log.clone(),
         metrics.clone(),
     )?);
-    let reloader = Arc::new(Reloader::new(
-        config.sources(),
-        entities_file,
-        publisher,
-        metrics.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(config.sources(), entities_file, publisher, metrics.clone())
+            .with_gateway(guards.gateway.clone()),
+    );
     let _watcher = if config.watch {
         match watch(reloader.clone(), config.watch_debounce) {
             Ok(watcher) => Some(watcher),
@@ -279,9 +277,6 @@ async fn serve(
             None => Arc::from(format!("http://{}", config.listen)),
         },
     };
-    if let Some(gateway) = &guards.gateway {
-        gateway.spawn_reloader(state.shared.clone());
-    }
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;
     let api = tokio::net::TcpListener::bind(config.listen).await?;

@@ -61,7 +61,6 @@ principal_type = "User"
 jwt_leeway_secs = 30
 jwt_principal_claim = "sub"
 ext_authz_prefix = "/ext_authz"
-gateway_reload_ms = 500
 
 [redis]
 cluster = false

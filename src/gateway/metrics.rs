@@ -1,9 +1,14 @@
 //! Gateway counters: decisions by door and outcome, route-map reloads.
-//! Fixed atomic counters (no lock on the request path), rendered as
-//! Prometheus text after the sidecar's own metrics.
+//! Fixed atomic counters (no lock on the request path), read at scrape time
+//! by a `prometheus-client` collector beside the sidecar's own.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::metrics::MetricType;
+
+use crate::telemetry::metrics::{counter, single_gauge};
 
 /// The front door a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,40 +124,67 @@ impl GatewayMetrics {
             .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
-    /// Prometheus text; `failing` is whether the last reload failed.
-    pub fn render(&self, routes: usize, failing: bool) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP cedar_gateway_requests_total Gateway requests by door and outcome.\n");
-        out.push_str("# TYPE cedar_gateway_requests_total counter\n");
-        for (door, row) in Door::ALL.iter().zip(&self.requests) {
-            for (outcome, counter) in Outcome::ALL.iter().zip(row) {
-                let _ = writeln!(
-                    out,
-                    "cedar_gateway_requests_total{{door=\"{}\",outcome=\"{}\"}} {}",
-                    door.label(),
-                    outcome.label(),
-                    counter.load(Ordering::Relaxed)
-                );
+    /// The values of one scrape; `failing` is whether the last reload
+    /// failed.
+    pub fn scrape(&self, routes: usize, failing: bool) -> GatewayScrape {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GatewayScrape {
+            requests: self.requests.each_ref().map(|row| row.each_ref().map(load)),
+            reloads: [load(&self.reloads_ok), load(&self.reloads_failed)],
+            routes: routes as u64,
+            failing,
+        }
+    }
+}
+
+/// The gateway's counters as read for one scrape, encoded after the
+/// sidecar's own metrics by the same `prometheus-client` encoder.
+#[derive(Debug)]
+pub struct GatewayScrape {
+    requests: [[u64; 7]; 4],
+    reloads: [u64; 2],
+    routes: u64,
+    failing: bool,
+}
+
+impl Collector for GatewayScrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_gateway_requests",
+                "Gateway requests by door and outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (door, row) in Door::ALL.iter().zip(&self.requests) {
+                for (outcome, value) in Outcome::ALL.iter().zip(row) {
+                    let labels = [("door", door.label()), ("outcome", outcome.label())];
+                    counter(&mut family.encode_family(&labels)?, *value)?;
+                }
             }
         }
-        out.push_str("# HELP cedar_gateway_reloads_total Route map and key reloads by result.\n");
-        out.push_str("# TYPE cedar_gateway_reloads_total counter\n");
-        let _ = writeln!(
-            out,
-            "cedar_gateway_reloads_total{{result=\"ok\"}} {}",
-            self.reloads_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "cedar_gateway_reloads_total{{result=\"failed\"}} {}",
-            self.reloads_failed.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP cedar_gateway_routes Routes in the route map in force.\n");
-        out.push_str("# TYPE cedar_gateway_routes gauge\n");
-        let _ = writeln!(out, "cedar_gateway_routes {routes}");
-        out.push_str("# HELP cedar_gateway_reload_failing 1 while the last edit of the route map or keys was refused (the last good one serves).\n");
-        out.push_str("# TYPE cedar_gateway_reload_failing gauge\n");
-        let _ = writeln!(out, "cedar_gateway_reload_failing {}", u8::from(failing));
-        out
+        {
+            let mut family = encoder.encode_descriptor(
+                "cedar_gateway_reloads",
+                "Route map and key loads by result (they load with every policy reload).",
+                None,
+                MetricType::Counter,
+            )?;
+            for (result, value) in ["ok", "failed"].iter().zip(self.reloads) {
+                counter(&mut family.encode_family(&[("result", *result)])?, value)?;
+            }
+        }
+        single_gauge(
+            &mut encoder,
+            "cedar_gateway_routes",
+            "Routes in the newest route map.",
+            self.routes,
+        )?;
+        single_gauge(
+            &mut encoder,
+            "cedar_gateway_reload_failing",
+            "1 while the last edit of the route map or keys was refused (the last good one serves).",
+            u64::from(self.failing),
+        )
     }
 }

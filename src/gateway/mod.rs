@@ -15,10 +15,15 @@
 //! outcome back; all of them share [`Gateway::prepare`] and the one
 //! decision path.
 //!
-//! The route map and keys are re-read when their files (or the published
-//! policy pack) change, compiled against the pack in force and swapped in
-//! whole; a bad edit keeps the last good map and says so in `/v1/status`
-//! and `/metrics`.
+//! The route map and keys reload with the policies, atomically: every
+//! policy reload (a file event on the pack, the route map or a key file,
+//! SIGHUP, the admin API) re-reads them and compiles the map against the
+//! new pack before the pack is sent for publishing ([`Gateway::stage`]);
+//! a map that does not fit refuses the whole reload, so the last good pack
+//! and map keep serving together and `/v1/status` and `/metrics` say why.
+//! Maps are kept by the version of the pack they were compiled against,
+//! and a door takes the one for the pack of the snapshot it decides
+//! against: a decision never pairs a map with another pack.
 
 pub mod jwt;
 pub mod metrics;
@@ -34,11 +39,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, Method};
 use cedar_policy::{EntityTypeName, EntityUid};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::engine::{DecisionRequest, PolicyPack};
-use crate::state::SharedState;
 pub use jwt::TokenError;
 pub use metrics::{Door, GatewayMetrics, Outcome};
 use principal::Authenticator;
@@ -102,21 +104,24 @@ pub enum Refusal {
     /// A value does not fit the route (a Long that does not parse...).
     #[error("{0}")]
     BadValue(String),
+    /// No route map was compiled against the policies in force (never
+    /// expected: maps are staged before their pack is published): 503.
+    #[error("no route map was compiled against policy version `{0}`")]
+    NoRouteMap(String),
 }
 
-/// What one load of the route map and keys produced.
+/// What one load of the route map and keys produced, compiled against one
+/// pack.
 struct Loaded {
     routes: RouteMap,
     auth: Authenticator,
     principal_type: EntityTypeName,
     /// The pack version the map was checked against.
     pack_version: String,
-    /// Digest of every file read (route map, keys).
-    digest: Vec<u8>,
 }
 
 /// The reload status, for `/v1/status`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct GatewayStatus {
     /// The route map in force.
     pub routes_file: String,
@@ -138,11 +143,11 @@ pub struct GatewayStatus {
 pub struct Gateway {
     /// The validated settings.
     pub config: GatewayConfig,
-    current: ArcSwap<Loaded>,
+    /// Maps compiled against packs that are published or may be: the
+    /// newest last. Replaced whole by [`Gateway::stage`].
+    maps: ArcSwap<Vec<Arc<Loaded>>>,
     /// A std mutex: held only to copy or update the status.
     status: Mutex<GatewayStatus>,
-    /// The digest of the last refused edit, so it is logged once.
-    refused: Mutex<Option<Vec<u8>>>,
     /// Requests by door and outcome, reloads.
     pub metrics: GatewayMetrics,
 }
@@ -163,17 +168,41 @@ impl Gateway {
         };
         Ok(Self {
             config,
-            current: ArcSwap::from_pointee(loaded),
+            maps: ArcSwap::from_pointee(vec![Arc::new(loaded)]),
             status: Mutex::new(status),
-            refused: Mutex::new(None),
             metrics: GatewayMetrics::default(),
         })
     }
 
-    /// Maps a gateway request to a decision request (or why not). Reads
-    /// only what is in memory.
-    pub fn prepare(&self, request: &GatewayRequest<'_>) -> Result<Prepared, Refusal> {
-        let loaded = self.current.load();
+    /// The files the route map and keys are read from (a change to any of
+    /// them reloads the policies with the map).
+    pub fn files(&self) -> Vec<PathBuf> {
+        files(&self.config)
+    }
+
+    /// The map compiled against the pack with `version`; with `None` (no
+    /// snapshot yet) the newest map, which only public routes can use.
+    fn map_for(&self, version: Option<&str>) -> Result<Arc<Loaded>, Refusal> {
+        let maps = self.maps.load();
+        let found = match version {
+            Some(version) => maps.iter().rev().find(|m| m.pack_version == version),
+            None => maps.last(),
+        };
+        found
+            .cloned()
+            .ok_or_else(|| Refusal::NoRouteMap(version.unwrap_or("none").to_string()))
+    }
+
+    /// Maps a gateway request to a decision request (or why not), with the
+    /// map compiled against the pack with `pack_version` (the pack of the
+    /// snapshot the decision will be made against). Reads only what is in
+    /// memory.
+    pub fn prepare(
+        &self,
+        pack_version: Option<&str>,
+        request: &GatewayRequest<'_>,
+    ) -> Result<Prepared, Refusal> {
+        let loaded = self.map_for(pack_version)?;
         let (path, query) = match request.path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (request.path_and_query, None),
@@ -238,22 +267,24 @@ impl Gateway {
         self.status.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self) -> String {
+    /// The gateway's part of `/metrics`, read now.
+    pub fn collector(&self) -> Box<dyn prometheus_client::collector::Collector> {
         let failing = self.status().last_error.is_some();
-        self.metrics
-            .render(self.current.load().routes.routes().len(), failing)
+        let routes = self
+            .maps
+            .load()
+            .last()
+            .map_or(0, |m| m.routes.routes().len());
+        Box::new(self.metrics.scrape(routes, failing))
     }
 
-    /// Re-reads the files and, when they or the pack changed, compiles the
-    /// map against `pack` and swaps it in; a bad edit keeps the map in
-    /// force. Blocking (file reads): call it off the async workers.
-    pub fn refresh(&self, pack: &PolicyPack) {
-        let current = self.current.load();
-        let digest = files_digest(&self.config);
-        if digest == current.digest && pack.version == current.pack_version {
-            return;
-        }
+    /// Re-reads the route map and keys and compiles the map against
+    /// `pack`, a pack about to be sent for publishing; keeps the maps of
+    /// the packs with a version in `keep` (the published pack's, and one
+    /// still waiting to be published) beside it. Blocking (file reads):
+    /// call it off the async workers. The error is a report of every
+    /// problem; the maps in force are then left as they are.
+    pub fn stage(&self, pack: &PolicyPack, keep: &[&str]) -> Result<(), String> {
         match load(&self.config, pack) {
             Ok(loaded) => {
                 self.metrics.record_reload(true);
@@ -261,7 +292,7 @@ impl Gateway {
                     routes = loaded.routes.routes().len(),
                     keys = key_count(&loaded.auth),
                     policy_version = %loaded.pack_version,
-                    "gateway route map and keys reloaded"
+                    "gateway route map and keys loaded"
                 );
                 if let Ok(mut status) = self.status.lock() {
                     status.routes = loaded.routes.routes().len();
@@ -271,49 +302,30 @@ impl Gateway {
                     status.last_error = None;
                     status.last_error_at = None;
                 }
-                self.current.store(Arc::new(loaded));
-                if let Ok(mut refused) = self.refused.lock() {
-                    *refused = None;
-                }
+                let loaded = Arc::new(loaded);
+                self.maps.rcu(|maps| {
+                    let mut next: Vec<Arc<Loaded>> = maps
+                        .iter()
+                        .filter(|m| {
+                            m.pack_version != loaded.pack_version
+                                && keep.contains(&m.pack_version.as_str())
+                        })
+                        .cloned()
+                        .collect();
+                    next.push(loaded.clone());
+                    next
+                });
+                Ok(())
             }
             Err(report) => {
-                let key = [digest.as_slice(), pack.version.as_bytes()].concat();
-                let Ok(mut refused) = self.refused.lock() else {
-                    return;
-                };
-                if refused.as_ref() == Some(&key) {
-                    return;
-                }
-                *refused = Some(key);
-                drop(refused);
                 self.metrics.record_reload(false);
-                tracing::error!(
-                    "gateway route map or keys refused; the last good ones keep serving:\n{report}"
-                );
                 if let Ok(mut status) = self.status.lock() {
-                    status.last_error = Some(report);
+                    status.last_error = Some(report.clone());
                     status.last_error_at = Some(crate::reload::now_rfc3339());
                 }
+                Err(report)
             }
         }
-    }
-
-    /// Looks at the files (and the published pack) every
-    /// `reload_every`, on the blocking pool.
-    pub fn spawn_reloader(self: &Arc<Self>, shared: Arc<SharedState>) {
-        let gateway = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(gateway.config.reload_every);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(snapshot) = shared.snapshot() else {
-                    continue;
-                };
-                let gateway = gateway.clone();
-                let _ = tokio::task::spawn_blocking(move || gateway.refresh(&snapshot.pack)).await;
-            }
-        });
     }
 }
 
@@ -335,24 +347,8 @@ fn files(config: &GatewayConfig) -> Vec<PathBuf> {
     files
 }
 
-/// A digest of every file's content (an unreadable file digests as such).
-fn files_digest(config: &GatewayConfig) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    for path in files(config) {
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                hasher.update((bytes.len() as u64).to_le_bytes());
-                hasher.update(&bytes);
-            }
-            Err(_) => hasher.update(b"unreadable"),
-        }
-    }
-    hasher.finalize().to_vec()
-}
-
 /// Reads and checks the route map and keys against `pack`.
 fn load(config: &GatewayConfig, pack: &PolicyPack) -> Result<Loaded, String> {
-    let digest = files_digest(config);
     let principal_type: EntityTypeName = config.principal_type.parse().map_err(|_| {
         format!(
             "error: `{}` (gateway.principal_type) is not an entity type name\n",
@@ -380,7 +376,6 @@ fn load(config: &GatewayConfig, pack: &PolicyPack) -> Result<Loaded, String> {
         auth,
         principal_type,
         pack_version: pack.version.clone(),
-        digest,
     })
 }
 

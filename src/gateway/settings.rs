@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -20,8 +19,6 @@ pub const DEFAULT_PRINCIPAL_CLAIM: &str = "sub";
 pub const DEFAULT_LEEWAY_SECS: u64 = 30;
 /// The most clock skew a token may be allowed.
 const MAX_LEEWAY_SECS: u64 = 600;
-/// How often the route map and key files are looked at for changes, in ms.
-pub const DEFAULT_RELOAD_MS: u64 = 500;
 
 /// The gateway flags, and the `[gateway]` table (same names, no prefix).
 /// Every value is optional so that a flag can fall back to the file.
@@ -79,11 +76,6 @@ pub struct GatewayArgs {
     #[arg(long, env = "CEDAR_SIDECAR_GRPC_LISTEN")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_listen: Option<SocketAddr>,
-    /// How often the route map and key files are re-read when changed, in
-    /// ms [default: 500].
-    #[arg(long, env = "CEDAR_SIDECAR_GATEWAY_RELOAD_MS")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gateway_reload_ms: Option<u64>,
 }
 
 /// Where the principal of a gateway request comes from.
@@ -128,8 +120,6 @@ pub struct GatewayConfig {
     pub ext_authz_prefix: String,
     /// The gRPC listener, if any.
     pub grpc_listen: Option<SocketAddr>,
-    /// How often files are looked at for changes.
-    pub reload_every: Duration,
 }
 
 impl GatewayArgs {
@@ -215,10 +205,6 @@ impl GatewayArgs {
                 format!("`{prefix}` must be a path of plain segments (letters, digits, `-_.~`) and not be under /v1"),
             ));
         }
-        let reload_ms = self.gateway_reload_ms.unwrap_or(DEFAULT_RELOAD_MS);
-        if reload_ms == 0 {
-            return Err(("gateway.gateway_reload_ms", "must be greater than 0".into()));
-        }
         Ok(Some(GatewayConfig {
             routes,
             principal_type: self
@@ -228,7 +214,6 @@ impl GatewayArgs {
             principal,
             ext_authz_prefix: prefix,
             grpc_listen: self.grpc_listen,
-            reload_every: Duration::from_millis(reload_ms),
         }))
     }
 }

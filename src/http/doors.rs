@@ -267,7 +267,17 @@ fn decide_for(
     // No request entities, ever: the strictest rules, whatever the API's.
     static NO_ENTITIES: std::sync::LazyLock<RequestEntityPolicy> =
         std::sync::LazyLock::new(RequestEntityPolicy::default);
-    let (route, decision_request) = match gateway.prepare(request) {
+    // The snapshot first: the route map used is the one compiled against
+    // its pack, so a reload never pairs a map with other policies.
+    // (A stale or unready sidecar has no snapshot to decide against; a
+    // public route is still answered, by the map of what is published.)
+    let snapshot = current(state);
+    let published = match &snapshot {
+        Ok(snapshot) => Some(snapshot.clone()),
+        Err(_) => state.shared.snapshot(),
+    };
+    let version = published.as_ref().map(|s| s.pack.version.as_str());
+    let (route, decision_request) = match gateway.prepare(version, request) {
         Ok(Prepared::Public { route }) => {
             return DoorAnswer {
                 route: Some(route),
@@ -277,7 +287,7 @@ fn decide_for(
         Ok(Prepared::Decide { route, request }) => (route, request),
         Err(refusal) => return refused(refusal),
     };
-    let snapshot = match current(state) {
+    let snapshot = match snapshot {
         Ok(snapshot) => snapshot,
         Err(error) => {
             let (status, code) = error.status_and_code();
@@ -402,6 +412,12 @@ fn refused(refusal: Refusal) -> DoorAnswer {
             Outcome::BadRequest,
             StatusCode::BAD_REQUEST,
             "invalid_request_value",
+            message,
+        ),
+        Refusal::NoRouteMap(_) => DoorAnswer::refused(
+            Outcome::Error,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "route_map_unavailable",
             message,
         ),
     }

@@ -31,7 +31,7 @@ pub async fn status(State(state): State<AppState>) -> Response {
             slice_depth: s.pack.slice_limits.depth,
         }),
         last_reload: reload.map(ReloadBody::from),
-        gateway: state.gateway.as_ref().map(|g| g.status()),
+        gateway: state.gateway.as_ref().map(|g| g.status().into()),
         entities: snapshot.as_ref().map(|s| EntitiesStatus {
             source: state.entity_source.to_string(),
             count: s.entities.len(),
@@ -83,10 +83,8 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             min_entities: state.min_entities,
         },
     };
-    let mut text = state.metrics.render(&gauges);
-    if let Some(gateway) = &state.gateway {
-        text.push_str(&gateway.render_metrics());
-    }
+    let gateway = state.gateway.as_ref().map(|g| g.collector());
+    let text = state.metrics.render_with(&gauges, gateway);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

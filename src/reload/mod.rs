@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::{PackSources, PolicyPack};
 use crate::entities::{load_entities_file, EntityMap};
+use crate::gateway::Gateway;
 use crate::publisher::{Checked, EntitySet, Event, PackOutcome, Publisher};
 use crate::telemetry::Metrics;
 
@@ -67,6 +68,8 @@ pub struct Reloader {
     pub sources: PackSources,
     /// The entities file, when entities come from a file.
     pub entities_file: Option<PathBuf>,
+    /// The gateway, whose route map and keys reload with the pack.
+    gateway: Option<Arc<Gateway>>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     /// A std mutex: held only to copy or update the status, never across an await.
@@ -92,11 +95,25 @@ impl Reloader {
         Self {
             sources,
             entities_file,
+            gateway: None,
             publisher,
             metrics,
             status: Arc::new(Mutex::new(status)),
             serial: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Reloads the gateway's route map and keys with every pack: the map is
+    /// compiled against the new pack before the pack is sent for
+    /// publishing, and a map that does not fit refuses the reload.
+    pub fn with_gateway(mut self, gateway: Option<Arc<Gateway>>) -> Self {
+        self.gateway = gateway;
+        self
+    }
+
+    /// The gateway's files (route map, keys), reloaded with the pack.
+    pub fn gateway_files(&self) -> Vec<PathBuf> {
+        self.gateway.as_ref().map(|g| g.files()).unwrap_or_default()
     }
 
     /// A copy of the current status.
@@ -181,8 +198,24 @@ impl Reloader {
         let file = self.entities_file.clone();
         let latest = self.publisher.latest();
         let revision = self.next_revision();
+        let gateway = self.gateway.clone();
+        // The maps to keep beside the new one: the published pack's, and
+        // the latest pack's (it may still be published).
+        let keep: Vec<String> = self
+            .publisher
+            .published()
+            .map(|s| s.pack.version.clone())
+            .into_iter()
+            .chain([latest.version.clone()])
+            .collect();
         tokio::task::spawn_blocking(move || {
             let pack = Arc::new(PolicyPack::load(&sources).map_err(|p| p.render())?);
+            if let Some(gateway) = gateway {
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                gateway.stage(&pack, &keep).map_err(|report| {
+                    format!("{report}the gateway route map or keys do not fit the new policies; nothing was reloaded\n")
+                })?;
+            }
             let entities = match file {
                 Some(path) if pack.schema_version != latest.schema_version => {
                     Some(read_entities_file(&path, &pack, revision)?)

@@ -1,5 +1,5 @@
-//! The file watcher: reloads when the policies folder, the schema or the
-//! entities file change on disk, after a quiet period (editors and
+//! The file watcher: reloads when the policies folder, the schema, the
+//! entities file or the gateway's route map and key files change on disk, after a quiet period (editors and
 //! deployments write in bursts).
 //!
 //! Paths are watched as configured, never through their resolved symlinks:
@@ -101,6 +101,8 @@ struct Paths {
     schema: PathBuf,
     schema_is_dir: bool,
     entities: Option<PathBuf>,
+    /// The gateway's route map and key files: they reload with the pack.
+    gateway: Vec<PathBuf>,
 }
 
 impl Paths {
@@ -111,6 +113,11 @@ impl Paths {
             schema_is_dir: schema.is_dir(),
             schema,
             entities: reloader.entities_file.as_deref().map(absolute),
+            gateway: reloader
+                .gateway_files()
+                .iter()
+                .map(|f| absolute(f))
+                .collect(),
         }
     }
 
@@ -120,8 +127,9 @@ impl Paths {
         } else {
             touches_file(path, &self.schema)
         };
+        let gateway = self.gateway.iter().any(|file| touches_file(path, file));
         Pending {
-            policies: path.starts_with(&self.policies) || schema,
+            policies: path.starts_with(&self.policies) || schema || gateway,
             entities: self
                 .entities
                 .as_deref()
@@ -168,7 +176,7 @@ impl Paths {
             false,
         );
         add(schema_folder, RecursiveMode::NonRecursive, true);
-        if let Some(file) = &self.entities {
+        for file in self.entities.iter().chain(&self.gateway) {
             let folder = parent_of(file);
             add(parent_of(&folder), RecursiveMode::NonRecursive, false);
             add(folder, RecursiveMode::NonRecursive, true);

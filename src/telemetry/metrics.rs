@@ -335,6 +335,16 @@ impl Metrics {
     /// `prometheus-client` from a collector that reads the atomics at scrape
     /// time: recording stays a relaxed atomic add, with no lock anywhere.
     pub fn render(self: &Arc<Self>, gauges: &SnapshotGauges<'_>) -> String {
+        self.render_with(gauges, None)
+    }
+
+    /// [`Self::render`], with another part's collector (the gateway's)
+    /// encoded after ours in the same exposition.
+    pub fn render_with(
+        self: &Arc<Self>,
+        gauges: &SnapshotGauges<'_>,
+        extra: Option<Box<dyn Collector>>,
+    ) -> String {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(Scrape {
             metrics: Arc::clone(self),
@@ -344,6 +354,9 @@ impl Metrics {
             policies: gauges.policies,
             min_entities: gauges.min_entities,
         }));
+        if let Some(extra) = extra {
+            registry.register_collector(extra);
+        }
         let mut out = String::with_capacity(8192);
         if let Err(error) = prometheus_text::encode(&mut out, &registry) {
             tracing::error!(%error, "cannot encode metrics");
@@ -371,7 +384,7 @@ impl std::fmt::Debug for Scrape {
 }
 
 /// A counter's value, without exemplars.
-fn counter(encoder: &mut MetricEncoder<'_>, value: u64) -> std::fmt::Result {
+pub(crate) fn counter(encoder: &mut MetricEncoder<'_>, value: u64) -> std::fmt::Result {
     encoder.encode_counter::<NoLabelSet, u64, u64>(&value, None)
 }
 
@@ -390,7 +403,7 @@ fn single_counter(
 }
 
 /// A gauge series without labels.
-fn single_gauge<V: EncodeGaugeValue>(
+pub(crate) fn single_gauge<V: EncodeGaugeValue>(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,
     help: &str,

@@ -3,7 +3,7 @@
 
 mod decision_log;
 mod http_counts;
-mod metrics;
+pub(crate) mod metrics;
 mod rate_limit;
 
 pub use decision_log::{

@@ -37,8 +37,6 @@ fn gateway_flags(keys: &Keys) -> Vec<String> {
         ISSUER.into(),
         "--jwt-audience".into(),
         AUDIENCE.into(),
-        "--gateway-reload-ms".into(),
-        "100".into(),
     ]
 }
 
@@ -221,8 +219,9 @@ async fn grpc_ext_authz_answers_envoy_check_requests() {
     ));
 }
 
-/// A new key in the JWKS file is taken without a restart; a bad route-map
-/// edit keeps the last good map, and says so.
+/// A new key in the JWKS file is taken without a restart (the file
+/// watcher reloads it with the pack); a bad route-map edit keeps the last
+/// good map, and says so.
 #[test]
 fn keys_and_routes_reload_without_restart() {
     let keys = Keys::new();
@@ -231,6 +230,12 @@ fn keys_and_routes_reload_without_restart() {
     std::fs::copy(repo().join("gateway/routes.toml"), &routes).unwrap();
     let mut args = gateway_flags(&keys);
     args[1] = routes.display().to_string();
+    args.extend([
+        "--watch".into(),
+        "true".into(),
+        "--watch-debounce-ms".into(),
+        "50".into(),
+    ]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sidecar = Sidecar::start(&args, &[]);
     let path = "/ext_authz/orgs/acme/environments/acme-prod";
@@ -297,6 +302,106 @@ fn keys_and_routes_reload_without_restart() {
         "{metrics}"
     );
     assert!(metrics.contains("cedar_gateway_reloads_total{result=\"failed\"} 1"));
+}
+
+/// The route map reloads with the policies, as one: while the route map
+/// does not fit, a policy edit does not take effect either (the last good
+/// pack and map serve together), and once it fits both take effect.
+#[test]
+fn policies_and_the_route_map_reload_as_one() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["policies", "schema"] {
+        std::fs::create_dir(dir.path().join(folder)).unwrap();
+        for entry in std::fs::read_dir(repo().join(folder)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                dir.path().join(folder).join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    let routes = dir.path().join("routes.toml");
+    let good_routes = std::fs::read_to_string(repo().join("gateway/routes.toml")).unwrap();
+    std::fs::write(&routes, &good_routes).unwrap();
+    let mut args = gateway_flags(&keys);
+    args[1] = routes.display().to_string();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    args.extend([
+        "--policies".into(),
+        at("policies"),
+        "--schema".into(),
+        at("schema"),
+        "--watch".into(),
+        "true".into(),
+        "--watch-debounce-ms".into(),
+        "50".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(&args, &[]);
+    let path = "/ext_authz/orgs/acme/environments/acme-prod";
+    let auth = format!("Bearer {}", keys.es.sign(&claims("paula")));
+    let paula = || {
+        http(
+            sidecar.address,
+            "GET",
+            path,
+            "",
+            &[("authorization", &auth)],
+        )
+        .0
+    };
+    let reload_error_at = || {
+        let (_, status) = sidecar.send("GET", "/v1/status", "", &[]);
+        status["last_reload"]["last_error_at"]
+            .as_str()
+            .map(String::from)
+    };
+    let wait = |what: &str, mut done: Box<dyn FnMut() -> bool + '_>| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(paula(), 200);
+
+    // A route map that names an action the policies do not have.
+    std::fs::write(
+        &routes,
+        format!("{good_routes}\n[[route]]\nid = \"x\"\npath = \"/x/{{o}}\"\naction = \"Nope\"\nresource = \"Org::{{o}}\"\n"),
+    )
+    .unwrap();
+    wait("the map refused", Box::new(|| reload_error_at().is_some()));
+    let first_refusal = reload_error_at();
+    let (_, status) = sidecar.send("GET", "/v1/status", "", &[]);
+    let error = status["last_reload"]["last_error"].as_str().unwrap();
+    assert!(error.contains("unknown action `Nope`"), "{error}");
+    assert!(error.contains("nothing was reloaded"), "{error}");
+
+    // A policy edit while the map does not fit: refused with it.
+    std::fs::write(
+        dir.path().join("policies/zz-deny-paula.cedar"),
+        "@id(\"deny-paula\")\nforbid (principal == User::\"paula\", action == Action::\"UseEnvironment\", resource);\n",
+    )
+    .unwrap();
+    wait(
+        "the policy edit refused",
+        Box::new(|| reload_error_at() != first_refusal),
+    );
+    assert_eq!(paula(), 200, "the forbid must not apply without its map");
+
+    // The map fixed: the forbid and the map take effect together.
+    std::fs::write(&routes, &good_routes).unwrap();
+    wait("the forbid applied", Box::new(|| paula() == 403));
+    let (_, status) = sidecar.send("GET", "/v1/status", "", &[]);
+    assert!(status["last_reload"]["last_error"].is_null(), "{status}");
+    assert!(status["gateway"]["last_error"].is_null(), "{status}");
+    assert_eq!(
+        status["gateway"]["checked_against"], status["policies"]["version"],
+        "{status}"
+    );
 }
 
 // ---- real gateways ----------------------------------------------------------

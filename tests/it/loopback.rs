@@ -34,19 +34,23 @@ impl Sidecar {
         Self::start_in(&repo(), args, env)
     }
 
-    /// [`Self::start`] from the folder `dir`.
+    /// [`Self::start`] from the folder `dir`. Files are not watched unless
+    /// `args` say `--watch true`.
     pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let address = free_port();
         let listen = address.to_string();
         let mut command = Command::new(env!("CARGO_BIN_EXE_cedar-sidecar"));
         command
             .current_dir(dir)
-            .args(["serve", "--listen", &listen, "--watch", "false"])
+            .args(["serve", "--listen", &listen])
             .args(args)
             .env_remove("CEDAR_SIDECAR_ADMIN_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !args.contains(&"--watch") {
+            command.args(["--watch", "false"]);
+        }
         for (key, value) in env {
             command.env(key, value);
         }

@@ -172,7 +172,7 @@ pub struct StatusResponse {
     /// What the last reloads did (null without a reloader).
     pub last_reload: Option<ReloadBody>,
     /// The gateway route map and keys (null without a route map).
-    pub gateway: Option<GatewayStatus>,
+    pub gateway: Option<GatewayBody>,
     /// The entities served (null before the first snapshot).
     pub entities: Option<EntitiesStatus>,
     /// What callers may send.
@@ -221,6 +221,39 @@ impl From<ReloadStatus> for ReloadBody {
             last_error_at: status.last_error_at,
             entities_loaded_at: status.entities_loaded_at,
             pending_version: status.pending_version,
+        }
+    }
+}
+
+/// The gateway's route map and keys in `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct GatewayBody {
+    /// The route map in force.
+    pub routes_file: String,
+    /// How many routes it has.
+    pub routes: usize,
+    /// How many signing keys are loaded (0 with a trusted header).
+    pub keys: usize,
+    /// The policy version the map in force was checked against.
+    pub checked_against: String,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// The last refused edit, cleared by the next good one.
+    pub last_error: Option<String>,
+    /// When it was refused.
+    pub last_error_at: Option<String>,
+}
+
+impl From<GatewayStatus> for GatewayBody {
+    fn from(status: GatewayStatus) -> Self {
+        Self {
+            routes_file: status.routes_file,
+            routes: status.routes,
+            keys: status.keys,
+            checked_against: status.checked_against,
+            loaded_at: status.loaded_at,
+            last_error: status.last_error,
+            last_error_at: status.last_error_at,
         }
     }
 }
