@@ -188,35 +188,42 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for BatchDefaultVisitor<T> {
             first: Some(first),
             map,
         };
-        T::deserialize(MapAccessDeserializer::new(rest))
-            .map(|value| Some(BatchDefault::Given(value)))
+        given(MapAccessDeserializer::new(rest))
     }
 
     // Not an object: `T`'s own error ("expected struct ...").
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
-        T::deserialize(value.into_deserializer()).map(|value| Some(BatchDefault::Given(value)))
+        given(value.into_deserializer())
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-        T::deserialize(value.into_deserializer()).map(|value| Some(BatchDefault::Given(value)))
+        given(value.into_deserializer())
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
-        T::deserialize(value.into_deserializer()).map(|value| Some(BatchDefault::Given(value)))
+        given(value.into_deserializer())
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
-        T::deserialize(value.into_deserializer()).map(|value| Some(BatchDefault::Given(value)))
+        given(value.into_deserializer())
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
-        T::deserialize(value.into_deserializer()).map(|value| Some(BatchDefault::Given(value)))
+        given(value.into_deserializer())
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
-        T::deserialize(SeqAccessDeserializer::new(seq))
-            .map(|value| Some(BatchDefault::Given(value)))
+        given(SeqAccessDeserializer::new(seq))
     }
+}
+
+/// `T` read from `deserializer`, as a given default.
+fn given<'de, T, D>(deserializer: D) -> Result<Option<BatchDefault<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(|value| Some(BatchDefault::Given(value)))
 }
 
 /// A map whose first key was already read: that key, then the rest.
