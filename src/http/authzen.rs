@@ -314,7 +314,15 @@ async fn decide_items(
 ) -> Result<Vec<Decided>, ApiError> {
     let mapped: Vec<Result<DecisionRequest, ApiError>> = items
         .into_iter()
-        .map(|item| item.and_then(|request| request.into_decision_request(&snapshot.pack)))
+        .map(|item| {
+            item.and_then(|request| {
+                request.into_decision_request(
+                    &snapshot.pack,
+                    &snapshot.entities,
+                    &state.request_entities,
+                )
+            })
+        })
         .collect();
     let entities: usize = mapped
         .iter()

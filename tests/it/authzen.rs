@@ -217,6 +217,18 @@ async fn evaluations_apply_defaults_semantics_and_item_errors() {
             r#"{"evaluations":[]}"#.to_string(),
             r#"{"error":{"status":400,"message":"missing field `subject`"}}"#,
         ),
+        (
+            // An empty default is no default: each item names its own.
+            format!(
+                r#"{{"subject":{PETE},"action":{{}},"resource":{{}},"evaluations":[{{"action":{{"name":"UseModel"}},"resource":{{"type":"Model","id":"acme-prod-gpt4o"}}}},{{"subject":{{"type":"User","id":"paula"}},"action":{{"name":"UseModel"}},"resource":{{"type":"Model","id":"acme-prod-gpt4o"}}}},{{"action":{{"name":"UseModel"}}}}]}}"#
+            ),
+            r#"{"evaluations":[{"decision":false},{"decision":true},{"decision":false,"context":{"error":{"status":400,"message":"missing field `resource`"}}}]}"#,
+        ),
+        (
+            // Without items it is a single evaluation, whose resource is `{}`.
+            format!(r#"{{"subject":{PETE},"action":{{"name":"UseModel"}},"resource":{{}}}}"#),
+            r#"{"error":{"status":400,"message":"missing field `type`"}}"#,
+        ),
     ];
     let mut wrong = Vec::new();
     for (body, answer) in &cases {
@@ -258,10 +270,17 @@ async fn transport_errors_are_400s_in_authzen_shape() {
             let expected =
                 serde_json::json!({"error": {"status": 400, "message": message}}).to_string();
             // A batch without `evaluations` is a single evaluation; its
-            // messages lose serde's position (the fields are checked after parsing).
+            // messages lose serde's position (the fields are checked after
+            // parsing; an empty default such as `"action": {}` is too).
             let loose = path == EVALUATIONS
                 && name.starts_with("missing ")
-                && ["missing subject", "missing action", "missing resource"].contains(name);
+                && [
+                    "missing subject",
+                    "missing action",
+                    "missing resource",
+                    "missing name",
+                ]
+                .contains(name);
             let matches = status == StatusCode::BAD_REQUEST
                 && (got == expected
                     || (loose
@@ -432,6 +451,24 @@ async fn properties_are_request_entities_under_the_trust_boundary() {
     // Nor may the subject describe itself (who asks is stored data's to say).
     let (status, body, _) = send(r#"{"subject":{"type":"User","id":"pete","properties":{"name":"Pete"}},"action":{"name":"UseModel"},"resource":{"type":"Model","id":"acme-prod-gpt4o"}}"#).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A model named without properties: a stored one is the stored one; one
+    // that is not stored is a new model with no attributes, which this
+    // schema refuses (a model has an environment). Under `off` the same
+    // request names an unknown resource: a deny.
+    let (status, body, _) = send(PAULA_USES_MODEL).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"decision":true}"#)
+    );
+    const UNDESCRIBED: &str = r#"{"subject":{"type":"User","id":"paula"},"action":{"name":"UseModel"},"resource":{"type":"Model","id":"pep-model"}}"#;
+    let (status, body, _) = send(UNDESCRIBED).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("`environment`"), "{body}");
+    let (status, body) = post(EVALUATION, UNDESCRIBED).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"decision":false}"#)
+    );
     // In a batch, a refused item is an item error; the others are decided.
     let (status, body, _) = send_with(
         state(),

@@ -3,6 +3,7 @@
 
 mod action_index;
 mod authzen;
+mod authzen_interop;
 mod cli;
 mod conform_equivalence;
 mod connections;

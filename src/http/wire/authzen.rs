@@ -6,15 +6,22 @@
 //! is typed, so a missing `type`, `id` or `name`, or a value of the wrong
 //! JSON type, is a 400 before any decision.
 
+use std::fmt;
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
-use serde::{Deserialize, Serialize};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{
+    self, DeserializeOwned, DeserializeSeed, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::WireUid;
-use crate::engine::{DecisionRequest, PolicyPack};
+use crate::engine::{DecisionRequest, PolicyPack, RequestEntityMode, RequestEntityPolicy};
+use crate::entities::EntityMap;
 use crate::http::ApiError;
 
 /// The Cedar context key under which `action.properties` are passed
@@ -89,18 +96,20 @@ pub struct EvaluationRequest {
 }
 
 /// Body of `POST /access/v1/evaluations`: the top-level keys are defaults
-/// that an item's key replaces as a whole.
+/// that an item's key replaces as a whole. An empty object (`"resource":
+/// {}`, as the interop's Todo backend sends when every item names its
+/// own) is no default ([`BatchDefault`]).
 #[derive(Debug, Deserialize)]
 pub struct EvaluationsRequest {
     /// Default subject.
-    #[serde(default)]
-    pub subject: Option<AuthzenEntity>,
+    #[serde(default, deserialize_with = "batch_default")]
+    pub subject: Option<BatchDefault<AuthzenEntity>>,
     /// Default action.
-    #[serde(default)]
-    pub action: Option<AuthzenAction>,
+    #[serde(default, deserialize_with = "batch_default")]
+    pub action: Option<BatchDefault<AuthzenAction>>,
     /// Default resource.
-    #[serde(default)]
-    pub resource: Option<AuthzenEntity>,
+    #[serde(default, deserialize_with = "batch_default")]
+    pub resource: Option<BatchDefault<AuthzenEntity>>,
     /// Default context.
     #[serde(default)]
     pub context: Option<Map<String, Value>>,
@@ -111,6 +120,137 @@ pub struct EvaluationsRequest {
     /// Batch semantics and our `include_reasons` extension.
     #[serde(default)]
     pub options: Option<EvaluationOptions>,
+}
+
+/// A top-level subject, action or resource of a batch.
+#[derive(Debug, Clone)]
+pub enum BatchDefault<T> {
+    /// `{}`: no default for the items (a request without items that is
+    /// a single evaluation must still be whole).
+    Empty,
+    /// A whole subject, action or resource.
+    Given(T),
+}
+
+impl<T: DeserializeOwned> BatchDefault<T> {
+    /// The default an item inherits, if any.
+    fn for_item(&self) -> Option<T>
+    where
+        T: Clone,
+    {
+        match self {
+            Self::Empty => None,
+            Self::Given(value) => Some(value.clone()),
+        }
+    }
+
+    /// The value itself, for a single evaluation: `{}` is refused with the
+    /// field it lacks.
+    fn whole(self) -> Result<T, ApiError> {
+        match self {
+            Self::Given(value) => Ok(value),
+            Self::Empty => serde_json::from_value(Value::Object(Map::new()))
+                .map_err(|e| ApiError::InvalidRequest(e.to_string())),
+        }
+    }
+}
+
+/// Reads a [`BatchDefault`]: `null` is none, `{}` is
+/// [`BatchDefault::Empty`], anything else is read as a whole subject,
+/// action or resource, straight from the body (so its errors keep their
+/// positions and messages).
+fn batch_default<'de, D, T>(deserializer: D) -> Result<Option<BatchDefault<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    deserializer.deserialize_any(BatchDefaultVisitor(PhantomData))
+}
+
+struct BatchDefaultVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for BatchDefaultVisitor<T> {
+    type Value = Option<BatchDefault<T>>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Ok(Some(BatchDefault::Empty));
+        };
+        let rest = FirstKeyThen {
+            first: Some(first),
+            map,
+        };
+        given(MapAccessDeserializer::new(rest))
+    }
+
+    // Not an object: `T`'s own error ("expected struct ...").
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        given(value.into_deserializer())
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        given(value.into_deserializer())
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        given(value.into_deserializer())
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        given(value.into_deserializer())
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        given(value.into_deserializer())
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
+        given(SeqAccessDeserializer::new(seq))
+    }
+}
+
+/// `T` read from `deserializer`, as a given default.
+fn given<'de, T, D>(deserializer: D) -> Result<Option<BatchDefault<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(|value| Some(BatchDefault::Given(value)))
+}
+
+/// A map whose first key was already read: that key, then the rest.
+struct FirstKeyThen<M> {
+    first: Option<String>,
+    map: M,
+}
+
+impl<'de, M: MapAccess<'de>> MapAccess<'de> for FirstKeyThen<M> {
+    type Error = M::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        match self.first.take() {
+            Some(key) => seed.deserialize(key.into_deserializer()).map(Some),
+            None => self.map.next_key_seed(seed),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.map.next_value_seed(seed)
+    }
 }
 
 /// One item of `evaluations[]`: each key present replaces the default.
@@ -145,15 +285,15 @@ impl EvaluationsRequest {
         Ok(EvaluationRequest {
             subject: item
                 .subject
-                .or_else(|| self.subject.clone())
+                .or_else(|| self.subject.as_ref().and_then(BatchDefault::for_item))
                 .ok_or_else(|| missing("subject"))?,
             action: item
                 .action
-                .or_else(|| self.action.clone())
+                .or_else(|| self.action.as_ref().and_then(BatchDefault::for_item))
                 .ok_or_else(|| missing("action"))?,
             resource: item
                 .resource
-                .or_else(|| self.resource.clone())
+                .or_else(|| self.resource.as_ref().and_then(BatchDefault::for_item))
                 .ok_or_else(|| missing("resource"))?,
             context: item.context.or_else(|| self.context.clone()),
             options: None,
@@ -164,9 +304,9 @@ impl EvaluationsRequest {
     pub fn single(self) -> Result<EvaluationRequest, ApiError> {
         let missing = |what: &str| ApiError::InvalidRequest(format!("missing field `{what}`"));
         Ok(EvaluationRequest {
-            subject: self.subject.ok_or_else(|| missing("subject"))?,
-            action: self.action.ok_or_else(|| missing("action"))?,
-            resource: self.resource.ok_or_else(|| missing("resource"))?,
+            subject: self.subject.ok_or_else(|| missing("subject"))?.whole()?,
+            action: self.action.ok_or_else(|| missing("action"))?.whole()?,
+            resource: self.resource.ok_or_else(|| missing("resource"))?.whole()?,
             context: self.context,
             options: self.options,
         })
@@ -179,7 +319,19 @@ impl EvaluationRequest {
     /// [`ACTION_PROPERTIES_KEY`]; non-empty subject or resource
     /// `properties` as request entities (with no parents), which the
     /// decision admits only under the operator's request-entities rules.
-    pub fn into_decision_request(self, pack: &PolicyPack) -> Result<DecisionRequest, ApiError> {
+    ///
+    /// A resource sent without properties, of a type `trust` lets requests
+    /// describe (`new-only`) and not in `store`, is a request entity with
+    /// no attributes: the PEP names an object its application holds (the
+    /// interop's `todo-1`), and an empty description grants nothing the
+    /// caller could not get by describing it. Anything else without
+    /// properties is looked up in the store as before.
+    pub fn into_decision_request(
+        self,
+        pack: &PolicyPack,
+        store: &EntityMap,
+        trust: &RequestEntityPolicy,
+    ) -> Result<DecisionRequest, ApiError> {
         let principal = uid(&self.subject, "subject", pack)?;
         let resource = uid(&self.resource, "resource", pack)?;
         let action = action_uid(&self.action.name, pack)?;
@@ -194,10 +346,15 @@ impl EvaluationRequest {
             context.insert(ACTION_PROPERTIES_KEY.to_string(), Value::Object(properties));
         }
         let mut entities = Vec::new();
-        for (entity, uid) in [(self.subject, &principal), (self.resource, &resource)] {
-            if let Some(properties) = entity.properties.filter(|p| !p.is_empty()) {
-                entities.push(request_entity(uid, properties));
+        if let Some(properties) = self.subject.properties.filter(|p| !p.is_empty()) {
+            entities.push(request_entity(&principal, properties));
+        }
+        match self.resource.properties.filter(|p| !p.is_empty()) {
+            Some(properties) => entities.push(request_entity(&resource, properties)),
+            None if described_by_requests(&resource, store, trust) => {
+                entities.push(request_entity(&resource, Map::new()));
             }
+            None => {}
         }
         Ok(DecisionRequest {
             principal,
@@ -240,6 +397,14 @@ fn action_uid(name: &str, pack: &PolicyPack) -> Result<EntityUid, ApiError> {
         (Some(only), None) => only.clone(),
         _ => plain,
     })
+}
+
+/// Whether `uid` is an entity the application holds and requests describe:
+/// of a type listed under `new-only`, and not stored.
+fn described_by_requests(uid: &EntityUid, store: &EntityMap, trust: &RequestEntityPolicy) -> bool {
+    trust.mode == RequestEntityMode::NewOnly
+        && trust.types.contains(uid.type_name())
+        && store.get(uid).is_none()
 }
 
 /// A request entity in Cedar's JSON format, with no parents (so it cannot
