@@ -15,15 +15,19 @@
 //! outcome back; all of them share [`Gateway::prepare`] and the one
 //! decision path.
 //!
-//! The route map and keys reload with the policies, atomically: every
-//! policy reload (a file event on the pack, the route map or a key file,
-//! SIGHUP, the admin API) re-reads them and compiles the map against the
-//! new pack before the pack is sent for publishing ([`Gateway::stage`]);
-//! a map that does not fit refuses the whole reload, so the last good pack
-//! and map keep serving together and `/v1/status` and `/metrics` say why.
-//! Maps are kept by the version of the pack they were compiled against,
-//! and a door takes the one for the pack of the snapshot it decides
-//! against: a decision never pairs a map with another pack.
+//! The route map reloads with the policies, atomically: every policy
+//! reload (a file event on the pack, the route map or a key file, SIGHUP,
+//! the admin API) re-reads it and compiles it against the new pack before
+//! the pack is sent for publishing ([`Gateway::stage`]); a map that does
+//! not fit refuses the whole reload, so the last good pack and map keep
+//! serving together and `/v1/status` and `/metrics` say why. Maps are kept
+//! by the version of the pack they were compiled against, and a door takes
+//! the one for the pack of the snapshot it decides against: a decision
+//! never pairs a map with another pack. A route edit is also compiled
+//! against the pack in force, so it applies even while new policies wait.
+//! Keys do not depend on the policies: they reload on their own
+//! ([`Gateway::reload_keys`]), first thing in every reload, so revoking a
+//! key never waits for valid policies.
 
 pub mod jwt;
 pub mod metrics;
@@ -39,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use axum::http::{HeaderMap, Method};
 use cedar_policy::{EntityTypeName, EntityUid};
+use sha2::{Digest, Sha256};
 
 use crate::engine::{DecisionRequest, PolicyPack};
 pub use jwt::TokenError;
@@ -110,15 +115,29 @@ pub enum Refusal {
     NoRouteMap(String),
 }
 
-/// What one load of the route map and keys produced, compiled against one
-/// pack.
+/// The route map compiled against one pack.
 struct Loaded {
     routes: RouteMap,
-    auth: Authenticator,
     principal_type: EntityTypeName,
     /// The pack version the map was checked against.
     pack_version: String,
 }
+
+/// The signing keys (or trusted header) in force. They do not depend on the
+/// policies: a key edit applies as soon as the key files are valid, even
+/// while the policies on disk are not (a revoked key must not wait for
+/// them).
+struct Keys {
+    auth: Authenticator,
+    /// Digest of the key files, so an unchanged set keeps its verified-token
+    /// cache.
+    digest: Vec<u8>,
+}
+
+/// Maps staged before the newest that are kept whatever the published and
+/// latest packs are (a pack can be on its way to the publisher while the
+/// next reload stages).
+const RECENT_MAPS: usize = 4;
 
 /// The reload status, for `/v1/status`.
 #[derive(Debug, Clone, Default)]
@@ -146,6 +165,8 @@ pub struct Gateway {
     /// Maps compiled against packs that are published or may be: the
     /// newest last. Replaced whole by [`Gateway::stage`].
     maps: ArcSwap<Vec<Arc<Loaded>>>,
+    /// The keys in force, replaced whole by [`Gateway::reload_keys`].
+    keys: ArcSwap<Keys>,
     /// A std mutex: held only to copy or update the status.
     status: Mutex<GatewayStatus>,
     /// Requests by door and outcome, reloads.
@@ -157,10 +178,11 @@ impl Gateway {
     /// of every problem (start-up refuses to run with it).
     pub fn start(config: GatewayConfig, pack: &PolicyPack) -> Result<Self, String> {
         let loaded = load(&config, pack)?;
+        let keys = load_keys(&config)?;
         let status = GatewayStatus {
             routes_file: config.routes.display().to_string(),
             routes: loaded.routes.routes().len(),
-            keys: key_count(&loaded.auth),
+            keys: key_count(&keys.auth),
             checked_against: loaded.pack_version.clone(),
             loaded_at: Some(crate::reload::now_rfc3339()),
             last_error: None,
@@ -169,6 +191,7 @@ impl Gateway {
         Ok(Self {
             config,
             maps: ArcSwap::from_pointee(vec![Arc::new(loaded)]),
+            keys: ArcSwap::from_pointee(keys),
             status: Mutex::new(status),
             metrics: GatewayMetrics::default(),
         })
@@ -238,7 +261,9 @@ impl Gateway {
                 route: route.id.clone(),
             });
         };
-        let identity = loaded
+        let identity = self
+            .keys
+            .load()
             .auth
             .identify(request.headers, &loaded.principal_type)
             .map_err(Refusal::Unauthenticated)?;
@@ -278,53 +303,111 @@ impl Gateway {
         Box::new(self.metrics.scrape(routes, failing))
     }
 
-    /// Re-reads the route map and keys and compiles the map against
-    /// `pack`, a pack about to be sent for publishing; keeps the maps of
-    /// the packs with a version in `keep` (the published pack's, and one
-    /// still waiting to be published) beside it. Blocking (file reads):
-    /// call it off the async workers. The error is a report of every
-    /// problem; the maps in force are then left as they are.
-    pub fn stage(&self, pack: &PolicyPack, keep: &[&str]) -> Result<(), String> {
-        match load(&self.config, pack) {
-            Ok(loaded) => {
-                self.metrics.record_reload(true);
-                tracing::info!(
-                    routes = loaded.routes.routes().len(),
-                    keys = key_count(&loaded.auth),
-                    policy_version = %loaded.pack_version,
-                    "gateway route map and keys loaded"
-                );
+    /// Re-reads the key files and, when they changed, swaps the new keys
+    /// in (emptying the verified-token cache). A bad edit keeps the keys in
+    /// force and is reported. Blocking (file reads).
+    pub fn reload_keys(&self) -> Result<(), String> {
+        if keys_digest(&self.config) == self.keys.load().digest {
+            return Ok(());
+        }
+        match load_keys(&self.config) {
+            Ok(keys) => {
+                tracing::info!(keys = key_count(&keys.auth), "gateway keys reloaded");
                 if let Ok(mut status) = self.status.lock() {
-                    status.routes = loaded.routes.routes().len();
-                    status.keys = key_count(&loaded.auth);
-                    status.checked_against = loaded.pack_version.clone();
-                    status.loaded_at = Some(crate::reload::now_rfc3339());
-                    status.last_error = None;
-                    status.last_error_at = None;
+                    status.keys = key_count(&keys.auth);
                 }
-                let loaded = Arc::new(loaded);
-                self.maps.rcu(|maps| {
-                    let mut next: Vec<Arc<Loaded>> = maps
-                        .iter()
-                        .filter(|m| {
-                            m.pack_version != loaded.pack_version
-                                && keep.contains(&m.pack_version.as_str())
-                        })
-                        .cloned()
-                        .collect();
-                    next.push(loaded.clone());
-                    next
-                });
+                self.keys.store(Arc::new(keys));
                 Ok(())
             }
             Err(report) => {
-                self.metrics.record_reload(false);
-                if let Ok(mut status) = self.status.lock() {
-                    status.last_error = Some(report.clone());
-                    status.last_error_at = Some(crate::reload::now_rfc3339());
-                }
+                tracing::error!("gateway keys refused; the last good ones keep serving:\n{report}");
+                self.refused(report.clone());
                 Err(report)
             }
+        }
+    }
+
+    /// Re-reads the route map and compiles it against `pack`, a pack about
+    /// to be sent for publishing, and against `published` (the pack in
+    /// force, when another): a route edit applies to the policies in force
+    /// too, each map compiled against the pack it is used with. Keeps the
+    /// maps of the packs in `keep` (the published pack's, and one still
+    /// waiting to be published) and the [`RECENT_MAPS`] last staged.
+    /// Blocking (file reads). The error is a report of every problem with
+    /// the map against `pack`; the maps in force are then left as they are.
+    pub fn stage(
+        &self,
+        pack: &PolicyPack,
+        published: Option<&PolicyPack>,
+        keep: &[&str],
+    ) -> Result<(), String> {
+        let loaded = match load(&self.config, pack) {
+            Ok(loaded) => Arc::new(loaded),
+            Err(report) => {
+                self.refused(report.clone());
+                return Err(report);
+            }
+        };
+        // Against the published pack: best effort (a map written for the
+        // new policies need not fit the old ones; the old map then stays).
+        let republished = published
+            .filter(|p| p.version != pack.version)
+            .and_then(|p| load(&self.config, p).ok())
+            .map(Arc::new);
+        self.metrics.record_reload(true);
+        tracing::info!(
+            routes = loaded.routes.routes().len(),
+            policy_version = %loaded.pack_version,
+            "gateway route map loaded"
+        );
+        if let Ok(mut status) = self.status.lock() {
+            status.routes = loaded.routes.routes().len();
+            status.checked_against = loaded.pack_version.clone();
+            status.loaded_at = Some(crate::reload::now_rfc3339());
+            status.last_error = None;
+            status.last_error_at = None;
+        }
+        self.maps.rcu(|maps| {
+            let fresh: Vec<&Arc<Loaded>> = [Some(&loaded), republished.as_ref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let older: Vec<&Arc<Loaded>> = maps
+                .iter()
+                .filter(|m| fresh.iter().all(|f| f.pack_version != m.pack_version))
+                .collect();
+            let recent = older.len().saturating_sub(RECENT_MAPS);
+            let mut next: Vec<Arc<Loaded>> = older
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| *i >= recent || keep.contains(&m.pack_version.as_str()))
+                .map(|(_, m)| Arc::clone(m))
+                .collect();
+            next.extend(republished.iter().cloned());
+            next.push(loaded.clone());
+            next
+        });
+        Ok(())
+    }
+
+    /// Re-reads the route map against the published pack only: a reload
+    /// whose policies did not load still applies a route edit to the
+    /// policies in force. Blocking (file reads).
+    pub fn restage(&self, published: &PolicyPack) {
+        let keep = [published.version.as_str()];
+        if let Err(report) = self.stage(published, None, &keep) {
+            tracing::error!(
+                "gateway route map refused; the last good one keeps serving:\n{report}"
+            );
+        }
+    }
+
+    /// Records a refused edit.
+    fn refused(&self, report: String) {
+        self.metrics.record_reload(false);
+        if let Ok(mut status) = self.status.lock() {
+            status.last_error = Some(report);
+            status.last_error_at = Some(crate::reload::now_rfc3339());
         }
     }
 }
@@ -336,9 +419,15 @@ fn key_count(auth: &Authenticator) -> usize {
     }
 }
 
-/// The files the gateway reads.
+/// The files the gateway reads: the route map, then the key files.
 fn files(config: &GatewayConfig) -> Vec<PathBuf> {
     let mut files = vec![config.routes.clone()];
+    files.extend(key_files(config));
+    files
+}
+
+fn key_files(config: &GatewayConfig) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     if let PrincipalSource::Jwt(jwt) = &config.principal {
         files.extend(jwt.jwks.clone());
         files.extend(jwt.public_keys.iter().cloned());
@@ -347,7 +436,37 @@ fn files(config: &GatewayConfig) -> Vec<PathBuf> {
     files
 }
 
-/// Reads and checks the route map and keys against `pack`.
+/// A digest of the key files' content (an unreadable file digests as such).
+fn keys_digest(config: &GatewayConfig) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for path in key_files(config) {
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                hasher.update((bytes.len() as u64).to_le_bytes());
+                hasher.update(&bytes);
+            }
+            Err(_) => hasher.update(b"unreadable"),
+        }
+    }
+    hasher.finalize().to_vec()
+}
+
+/// Reads the keys (or the trusted header).
+fn load_keys(config: &GatewayConfig) -> Result<Keys, String> {
+    let digest = keys_digest(config);
+    let auth = match &config.principal {
+        PrincipalSource::Jwt(settings) => Authenticator::Jwt(
+            jwt::JwtVerifier::load(settings).map_err(|e| format!("error: {e}\n"))?,
+        ),
+        PrincipalSource::TrustedHeader(name) => Authenticator::TrustedHeader(
+            axum::http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("error: `{name}` is not a header name\n"))?,
+        ),
+    };
+    Ok(Keys { auth, digest })
+}
+
+/// Reads and checks the route map against `pack`.
 fn load(config: &GatewayConfig, pack: &PolicyPack) -> Result<Loaded, String> {
     let principal_type: EntityTypeName = config.principal_type.parse().map_err(|_| {
         format!(
@@ -362,18 +481,8 @@ fn load(config: &GatewayConfig, pack: &PolicyPack) -> Result<Loaded, String> {
     }
     let routes = routes::load(&config.routes, pack, &config.principal_type)
         .map_err(|problems| problems.render())?;
-    let auth = match &config.principal {
-        PrincipalSource::Jwt(settings) => Authenticator::Jwt(
-            jwt::JwtVerifier::load(settings).map_err(|e| format!("error: {e}\n"))?,
-        ),
-        PrincipalSource::TrustedHeader(name) => Authenticator::TrustedHeader(
-            axum::http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("error: `{name}` is not a header name\n"))?,
-        ),
-    };
     Ok(Loaded {
         routes,
-        auth,
         principal_type,
         pack_version: pack.version.clone(),
     })

@@ -199,22 +199,38 @@ impl Reloader {
         let latest = self.publisher.latest();
         let revision = self.next_revision();
         let gateway = self.gateway.clone();
+        let published = self.publisher.published().map(|s| s.pack.clone());
         // The maps to keep beside the new one: the published pack's, and
         // the latest pack's (it may still be published).
-        let keep: Vec<String> = self
-            .publisher
-            .published()
-            .map(|s| s.pack.version.clone())
-            .into_iter()
+        let keep: Vec<String> = published
+            .iter()
+            .map(|p| p.version.clone())
             .chain([latest.version.clone()])
             .collect();
         tokio::task::spawn_blocking(move || {
-            let pack = Arc::new(PolicyPack::load(&sources).map_err(|p| p.render())?);
-            if let Some(gateway) = gateway {
+            if let Some(gateway) = &gateway {
+                // Keys first, whatever the policies: a revoked key must not
+                // wait for valid policies. (A bad key file is reported and
+                // the keys in force stay; it does not hold policies back.)
+                let _ = gateway.reload_keys();
+            }
+            let pack = match PolicyPack::load(&sources) {
+                Ok(pack) => Arc::new(pack),
+                Err(problems) => {
+                    // A route edit still applies to the policies in force.
+                    if let (Some(gateway), Some(published)) = (&gateway, &published) {
+                        gateway.restage(published);
+                    }
+                    return Err(problems.render());
+                }
+            };
+            if let Some(gateway) = &gateway {
                 let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-                gateway.stage(&pack, &keep).map_err(|report| {
-                    format!("{report}the gateway route map or keys do not fit the new policies; nothing was reloaded\n")
-                })?;
+                gateway
+                    .stage(&pack, published.as_deref(), &keep)
+                    .map_err(|report| {
+                        format!("{report}the gateway route map does not fit the new policies; nothing was reloaded\n")
+                    })?;
             }
             let entities = match file {
                 Some(path) if pack.schema_version != latest.schema_version => {

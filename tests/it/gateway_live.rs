@@ -404,6 +404,89 @@ fn policies_and_the_route_map_reload_as_one() {
     );
 }
 
+/// A key removed from the JWKS file stops working even while the policies
+/// on disk do not load (keys do not wait for policies), and a route edit
+/// then applies to the policies in force.
+#[test]
+fn a_revoked_key_does_not_wait_for_valid_policies() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("policies").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let routes = dir.path().join("routes.toml");
+    let good_routes = std::fs::read_to_string(repo().join("gateway/routes.toml")).unwrap();
+    std::fs::write(&routes, &good_routes).unwrap();
+    let mut args = gateway_flags(&keys);
+    args[1] = routes.display().to_string();
+    args.extend([
+        "--policies".into(),
+        dir.path().join("policies").display().to_string(),
+        "--watch".into(),
+        "true".into(),
+        "--watch-debounce-ms".into(),
+        "50".into(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sidecar = Sidecar::start(&args, &[]);
+    let get = |path: &str, token: &str| {
+        let auth = format!("Bearer {token}");
+        http(
+            sidecar.address,
+            "GET",
+            path,
+            "",
+            &[("authorization", &auth)],
+        )
+        .0
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let env = "/ext_authz/orgs/acme/environments/acme-prod";
+    let es_token = keys.es.sign(&claims("paula"));
+    let ed_token = keys.ed.sign(&claims("paula"));
+    assert_eq!(get(env, &es_token), 200);
+
+    // Someone is half-way through a policy edit: the policies do not load.
+    std::fs::write(
+        dir.path().join("policies/broken.cedar"),
+        "permit (principal,",
+    )
+    .unwrap();
+    wait("the broken policies refused", &|| {
+        let (_, status) = sidecar.send("GET", "/v1/status", "", &[]);
+        status["last_reload"]["last_error"].is_string()
+    });
+
+    // The ES256 key is revoked: its tokens fail at once, the other key's pass.
+    write_jwks(&keys.path("jwks.json"), &[&keys.ed]);
+    wait("the revoked key refused", &|| get(env, &es_token) == 401);
+    assert_eq!(get(env, &ed_token), 200);
+
+    // A route edit (the environment route made public) applies to the
+    // policies in force while the new ones still do not load.
+    let public = good_routes.replace(
+        "id = \"use-environment\"\nmethods = [\"GET\"]\npath = \"/orgs/{org}/environments/{env}\"\naction = \"UseEnvironment\"\nresource = \"Environment::{env}\"",
+        "id = \"use-environment\"\nmethods = [\"GET\"]\npath = \"/orgs/{org}/environments/{env}\"\npublic = true",
+    );
+    assert_ne!(public, good_routes);
+    std::fs::write(&routes, public).unwrap();
+    wait("the route edit applied", &|| {
+        http(sidecar.address, "GET", env, "", &[]).0 == 200
+    });
+}
+
 // ---- real gateways ----------------------------------------------------------
 
 /// A tiny upstream: answers 200 to everything and keeps every request head.

@@ -351,7 +351,7 @@ impl EvaluationRequest {
         }
         match self.resource.properties.filter(|p| !p.is_empty()) {
             Some(properties) => entities.push(request_entity(&resource, properties)),
-            None if described_by_requests(&resource, store, trust) => {
+            None if described_by_requests(&resource, &principal, pack, store, trust) => {
                 entities.push(request_entity(&resource, Map::new()));
             }
             None => {}
@@ -400,11 +400,21 @@ fn action_uid(name: &str, pack: &PolicyPack) -> Result<EntityUid, ApiError> {
 }
 
 /// Whether `uid` is an entity the application holds and requests describe:
-/// of a type listed under `new-only`, and not stored.
-fn described_by_requests(uid: &EntityUid, store: &EntityMap, trust: &RequestEntityPolicy) -> bool {
+/// of a type listed under `new-only`, not stored, and one a request may
+/// describe (not the principal, not named by a policy: those would be
+/// refused, where the plain uid is decided as before).
+fn described_by_requests(
+    uid: &EntityUid,
+    principal: &EntityUid,
+    pack: &PolicyPack,
+    store: &EntityMap,
+    trust: &RequestEntityPolicy,
+) -> bool {
     trust.mode == RequestEntityMode::NewOnly
         && trust.types.contains(uid.type_name())
         && store.get(uid).is_none()
+        && uid != principal
+        && !pack.policy_literals.contains(uid)
 }
 
 /// A request entity in Cedar's JSON format, with no parents (so it cannot
