@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
 
-use crate::engine::{PackSources, PolicyPack};
-use crate::entities::{load_entities_file, EntityMap};
+use crate::engine::{load_links_file, PackSources, PolicyPack};
+use crate::entities::{load_entities_file, EntityMap, LinkMap};
 use crate::publisher::{Checked, EntitySet, Event, PackOutcome, Publisher};
 use crate::telemetry::Metrics;
 
@@ -67,6 +67,9 @@ pub struct Reloader {
     pub sources: PackSources,
     /// The entities file, when entities come from a file.
     pub entities_file: Option<PathBuf>,
+    /// The template links file, read with the entities file and checked
+    /// against each reloaded pack.
+    pub links_file: Option<PathBuf>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     /// A std mutex: held only to copy or update the status, never across an await.
@@ -92,11 +95,19 @@ impl Reloader {
         Self {
             sources,
             entities_file,
+            links_file: None,
             publisher,
             metrics,
             status: Arc::new(Mutex::new(status)),
             serial: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same reloader, also reading template links from `links` (with
+    /// the entities file).
+    pub fn with_links(mut self, links: Option<PathBuf>) -> Self {
+        self.links_file = links;
+        self
     }
 
     /// A copy of the current status.
@@ -175,17 +186,34 @@ impl Reloader {
     }
 
     /// Loads the pack and, when its schema changed and entities come from a
-    /// file, the file checked against it; on the blocking pool.
+    /// file, the file checked against it; on the blocking pool. With a links
+    /// file, the links are re-read against the new pack too (a template and
+    /// its links may change in one edit), and published with it.
     async fn prepare_pack(&self) -> Result<(Arc<PolicyPack>, Option<EntitySet>), String> {
         let sources = self.sources.clone();
         let file = self.entities_file.clone();
+        let links = self.links_file.clone();
         let latest = self.publisher.latest();
+        let published = self.publisher.published();
         let revision = self.next_revision();
         tokio::task::spawn_blocking(move || {
             let pack = Arc::new(PolicyPack::load(&sources).map_err(|p| p.render())?);
-            let entities = match file {
-                Some(path) if pack.schema_version != latest.schema_version => {
-                    Some(read_entities_file(&path, &pack, revision)?)
+            let entities = match (file, links, published) {
+                (Some(path), links, _) if pack.schema_version != latest.schema_version => Some(
+                    read_entities_file(&path, links.as_deref(), &pack, revision)?,
+                ),
+                (Some(_), Some(links), Some(published)) => {
+                    let links = load_links_file(&links, &pack).map_err(|p| p.render())?;
+                    let mut entities = published.entities.clone().with_links(links);
+                    entities.apply([], revision);
+                    Some(EntitySet {
+                        entities,
+                        checked: Checked {
+                            schema_version: pack.schema_version.clone(),
+                            seq: 0,
+                        },
+                        refused: Vec::new(),
+                    })
                 }
                 _ => None,
             };
@@ -223,9 +251,12 @@ impl Reloader {
     async fn try_reload_entities(&self, path: PathBuf) -> Result<usize, String> {
         let pack = self.publisher.latest();
         let revision = self.next_revision();
-        let set = tokio::task::spawn_blocking(move || read_entities_file(&path, &pack, revision))
-            .await
-            .map_err(|e| format!("the reload stopped unexpectedly: {e}"))??;
+        let links = self.links_file.clone();
+        let set = tokio::task::spawn_blocking(move || {
+            read_entities_file(&path, links.as_deref(), &pack, revision)
+        })
+        .await
+        .map_err(|e| format!("the reload stopped unexpectedly: {e}"))??;
         let (reply, outcome) = oneshot::channel();
         let event = Event::Snapshot {
             set,
@@ -255,11 +286,21 @@ impl Reloader {
     }
 }
 
-/// Reads the entities file checked against `pack`'s schema (blocking).
-fn read_entities_file(path: &Path, pack: &PolicyPack, revision: u64) -> Result<EntitySet, String> {
+/// Reads the entities file checked against `pack`'s schema, and the links
+/// file checked against its templates (blocking).
+fn read_entities_file(
+    path: &Path,
+    links: Option<&Path>,
+    pack: &PolicyPack,
+    revision: u64,
+) -> Result<EntitySet, String> {
     let entities = load_entities_file(path, &pack.schema).map_err(|p| p.render())?;
+    let links = match links {
+        Some(links) => load_links_file(links, pack).map_err(|p| p.render())?,
+        None => LinkMap::default(),
+    };
     Ok(EntitySet {
-        entities: EntityMap::from_entities(entities, revision),
+        entities: EntityMap::from_entities(entities, revision).with_links(links),
         checked: Checked {
             schema_version: pack.schema_version.clone(),
             seq: 0,

@@ -101,6 +101,7 @@ struct Paths {
     schema: PathBuf,
     schema_is_dir: bool,
     entities: Option<PathBuf>,
+    links: Option<PathBuf>,
 }
 
 impl Paths {
@@ -111,6 +112,7 @@ impl Paths {
             schema_is_dir: schema.is_dir(),
             schema,
             entities: reloader.entities_file.as_deref().map(absolute),
+            links: reloader.links_file.as_deref().map(absolute),
         }
     }
 
@@ -122,10 +124,10 @@ impl Paths {
         };
         Pending {
             policies: path.starts_with(&self.policies) || schema,
-            entities: self
-                .entities
-                .as_deref()
-                .is_some_and(|file| touches_file(path, file)),
+            entities: [&self.entities, &self.links]
+                .into_iter()
+                .flatten()
+                .any(|file| touches_file(path, file)),
         }
     }
 
@@ -168,7 +170,7 @@ impl Paths {
             false,
         );
         add(schema_folder, RecursiveMode::NonRecursive, true);
-        if let Some(file) = &self.entities {
+        for file in [&self.entities, &self.links].into_iter().flatten() {
             let folder = parent_of(file);
             add(parent_of(&folder), RecursiveMode::NonRecursive, false);
             add(folder, RecursiveMode::NonRecursive, true);
