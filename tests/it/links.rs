@@ -259,3 +259,62 @@ async fn a_policy_edit_that_orphans_links_is_refused_unless_the_links_follow() {
         .iter()
         .any(|p| p["id"] == "readers" && p["is_template"] == true));
 }
+
+/// The figure for BENCHMARKS.md / the report: decisions with 100k links
+/// that cannot apply vs none (a debug build gives the ratio, not the
+/// release numbers). Run with `cargo test --test it links::figure -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn figure_decisions_with_100k_links() {
+    use cedar_sidecar::engine::{decide, DecisionRequest, RequestEntityPolicy};
+    use cedar_sidecar::entities::{LinkChange, StoredLink};
+    use std::time::Instant;
+
+    let base = crate::support::load_fixture(&fixture("engine/templates"));
+    let mut many = base.entities.clone();
+    let mut links = many.links().clone();
+    links.apply((0..100_000).map(|i| {
+        LinkChange::Upsert(Arc::new(StoredLink {
+            id: Arc::from(format!("grant-{i}")),
+            template: Arc::from("folder-readers"),
+            principal: Some(format!("User::\"u{i}\"").parse().unwrap()),
+            resource: Some(format!("Folder::\"f{}\"", i % 1000).parse().unwrap()),
+        }))
+    }));
+    many = many.with_links(links);
+    let request = DecisionRequest {
+        principal: r#"User::"ann""#.parse().unwrap(),
+        action: r#"Action::"read""#.parse().unwrap(),
+        resource: r#"Doc::"api""#.parse().unwrap(),
+        context: Some(serde_json::json!({"n": 1})),
+        entities: Vec::new(),
+    };
+    let trust = RequestEntityPolicy::default();
+    let mut no_links = base.entities.clone();
+    no_links = no_links.with_links(Default::default());
+    for (name, store) in [
+        ("no links (static policies only)", &no_links),
+        ("4 links", &base.entities),
+        ("100k links", &many),
+    ] {
+        let first = decide(&base.pack, store, &request, &trust).unwrap();
+        let mut times = Vec::with_capacity(20_000);
+        let start = Instant::now();
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            let decision = decide(&base.pack, store, &request, &trust).unwrap();
+            times.push(t.elapsed());
+            assert_eq!(decision, first);
+        }
+        let total = start.elapsed();
+        times.sort();
+        println!(
+            "{name}: {:?} {:?}; p50 {:?}, p99 {:?}, {:.0} decisions/s",
+            first.verdict,
+            first.reasons,
+            times[times.len() / 2],
+            times[times.len() * 99 / 100],
+            times.len() as f64 / total.as_secs_f64()
+        );
+    }
+}
