@@ -333,3 +333,92 @@ fn slot_types(
     }
     out
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::engine::{parse_policy_texts, shipped_pack};
+
+    fn pack(text: &str) -> PolicyPack {
+        let (files, problems) = parse_policy_texts([(
+            "t.cedar".to_string(),
+            "t.cedar".to_string(),
+            text.to_string(),
+        )]);
+        assert!(problems.is_empty(), "{}", problems.render());
+        PolicyPack::build(files, shipped_pack().schema).unwrap_or_else(|p| panic!("{}", p.render()))
+    }
+
+    fn link(template: &str, principal: Option<&str>, resource: Option<&str>) -> StoredLink {
+        StoredLink {
+            id: Arc::from("l"),
+            template: Arc::from(template),
+            principal: principal.map(|p| p.parse().unwrap()),
+            resource: resource.map(|r| r.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn slot_types_follow_the_scope_the_action_group_and_the_schema() {
+        let pack = pack(
+            r#"@id("use")
+permit (principal is User in ?principal, action in Action::"UseEnvironmentResources", resource == ?resource);
+@id("env")
+permit (principal == ?principal, action == Action::"UseEnvironment", resource);"#,
+        );
+        let fits = |l: StoredLink| check_link(&pack, &l);
+        // `is User in`: a user or anything a user can be in.
+        assert_eq!(
+            fits(link("use", Some(r#"Group::"g""#), Some(r#"Model::"m""#))),
+            Ok(())
+        );
+        assert_eq!(
+            fits(link("use", Some(r#"User::"u""#), Some(r#"McpServer::"m""#))),
+            Ok(())
+        );
+        assert!(matches!(
+            fits(link("use", Some(r#"Thunk::"t""#), Some(r#"Model::"m""#))),
+            Err(LinkError::SlotType {
+                slot: "?principal",
+                ..
+            })
+        ));
+        // `==` on the resource: only what the group's actions take.
+        assert!(matches!(
+            fits(link(
+                "use",
+                Some(r#"User::"u""#),
+                Some(r#"Environment::"e""#)
+            )),
+            Err(LinkError::SlotType {
+                slot: "?resource",
+                ..
+            })
+        ));
+        // `==` on the principal of UseEnvironment: a user or a thunk, not a group.
+        assert_eq!(fits(link("env", Some(r#"Thunk::"t""#), None)), Ok(()));
+        assert!(fits(link("env", Some(r#"Group::"g""#), None)).is_err());
+        // Slots must match the template's exactly; the template must exist;
+        // a link may not take a template's id.
+        assert!(matches!(
+            fits(link(
+                "env",
+                Some(r#"User::"u""#),
+                Some(r#"Environment::"e""#)
+            )),
+            Err(LinkError::Slots { .. })
+        ));
+        assert!(matches!(
+            fits(link("use", Some(r#"User::"u""#), None)),
+            Err(LinkError::Slots { .. })
+        ));
+        assert!(matches!(
+            fits(link("nope", Some(r#"User::"u""#), None)),
+            Err(LinkError::NoTemplate { .. })
+        ));
+        let mut taken = link("env", Some(r#"User::"u""#), None);
+        taken.id = Arc::from("use");
+        assert_eq!(fits(taken), Err(LinkError::IdTaken("use".to_string())));
+    }
+}
