@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use cedar_policy::EntityUid;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::PolicyPack;
+use crate::engine::{check_links, PolicyPack};
 use crate::entities::{EntityChange, EntityMap};
 use crate::freshness::Freshness;
 use crate::state::{SharedState, Snapshot};
@@ -254,6 +254,20 @@ impl Owner {
         // A newer pack replaces one still waiting for its entities.
         self.settle(&PackOutcome::Superseded);
         let current = self.shared.snapshot();
+        // Template links are data checked against templates: a pack that
+        // drops a linked template or changes what its slots take is refused
+        // while links depend on it (dropping a linked forbid would widen
+        // access).
+        let links = match (&entities, &current) {
+            (Some(set), _) => Some(set.entities.links()),
+            (None, Some(current)) => Some(current.entities.links()),
+            (None, None) => None,
+        };
+        if let Some(Err(refusal)) = links.map(|links| check_links(&pack, links)) {
+            tracing::error!("policy pack refused; the published one keeps serving:\n{refusal}");
+            let _ = reply.send(PackOutcome::Refused(refusal));
+            return;
+        }
         if let Some(set) = entities {
             if set.checked.schema_version != pack.schema_version {
                 let _ = reply.send(PackOutcome::Refused(
@@ -302,6 +316,7 @@ impl Owner {
         let count = set.entities.len();
         let revision = set.entities.revision();
         if set.checked.schema_version == self.latest.schema_version {
+            check_links(&self.latest, set.entities.links())?;
             let pack_changes = current
                 .as_ref()
                 .is_none_or(|c| !Arc::ptr_eq(&c.pack, &self.latest));
@@ -328,6 +343,7 @@ impl Owner {
             // Checked against the published schema while a new one waits
             // for its own snapshot: still good for the published pack.
             Some(current) if current.pack.schema_version == set.checked.schema_version => {
+                check_links(&current.pack, set.entities.links())?;
                 self.replace(Snapshot {
                     pack: current.pack.clone(),
                     entities: set.entities,

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 
 use crate::config::{LogFormat, RedisArgs, ServeConfig, ServeFlags, SyncArgs};
-use crate::engine::{PolicyPack, RequestEntityMode, RequestEntityPolicy};
-use crate::entities::{load_entities_file, EntityMap};
+use crate::engine::{load_links_file, PolicyPack, RequestEntityMode, RequestEntityPolicy};
+use crate::entities::{load_entities_file, EntityMap, LinkMap};
 use crate::freshness::Freshness;
 use crate::gateway::Gateway;
 use crate::http::{
@@ -180,7 +180,12 @@ pub fn run_serve(args: ServeCommand) -> i32 {
 pub fn load_snapshot(config: &ServeConfig) -> Result<Snapshot, String> {
     let pack = PolicyPack::load(&config.sources()).map_err(|p| p.render())?;
     let entities = load_entities_file(&config.entities, &pack.schema).map_err(|p| p.render())?;
+    let links = match &config.links {
+        Some(path) => load_links_file(path, &pack).map_err(|p| p.render())?,
+        None => LinkMap::default(),
+    };
     tracing::info!(
+        links = links.len(),
         policies = pack.files.policy_count(),
         templates = pack.files.template_count(),
         entities = entities.len(),
@@ -190,7 +195,7 @@ pub fn load_snapshot(config: &ServeConfig) -> Result<Snapshot, String> {
     );
     Ok(Snapshot {
         pack: Arc::new(pack),
-        entities: EntityMap::from_entities(entities, 1),
+        entities: EntityMap::from_entities(entities, 1).with_links(links),
         pack_loaded_at: SystemTime::now(),
     })
 }
@@ -231,8 +236,10 @@ async fn serve(
         config.decision_log.clone(),
         metrics.clone(),
     )?);
+    let links_file = config.links.clone().filter(|_| entities_file.is_some());
     let reloader = Arc::new(
         Reloader::new(config.sources(), entities_file, publisher, metrics.clone())
+            .with_links(links_file)
             .with_gateway(guards.gateway.clone()),
     );
     let _watcher = if config.watch {

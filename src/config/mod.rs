@@ -92,6 +92,8 @@ pub struct ServeConfig {
     pub schema: PathBuf,
     /// Entities file (the file entity source).
     pub entities: PathBuf,
+    /// Template links file (with the file entity source), if any.
+    pub links: Option<PathBuf>,
     /// Listen address.
     pub listen: SocketAddr,
     /// The probe-only listener, if any.
@@ -216,6 +218,7 @@ impl ServeConfig {
             policies: set(&s.policies),
             schema: set(&s.schema),
             entities: set(&s.entities),
+            links: s.links.clone(),
             listen: s
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -298,6 +301,12 @@ impl ServeConfig {
                     "must be less than `shutdown_timeout_ms` ({} ms), which bounds the whole shutdown",
                     millis(self.shutdown_timeout)
                 ),
+            });
+        }
+        if self.links.is_some() && self.redis.enabled() {
+            return Err(ConfigError::Value {
+                key: "links",
+                message: "is the file source's links file; with Redis, template links are written with `cedar-sidecar links` or `PUT /v1/policy-links`".into(),
             });
         }
         if self.probe_listen == Some(self.listen) && self.listen.port() != 0 {

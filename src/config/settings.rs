@@ -87,6 +87,11 @@ pub struct Settings {
     /// Entities file [default: demo/entities.json].
     #[arg(long, env = "CEDAR_SIDECAR_ENTITIES")]
     pub entities: Option<PathBuf>,
+    /// Template links file, in the Cedar CLI's `--template-linked` format,
+    /// reloaded with the entities file (file source only; with Redis, write
+    /// links with `cedar-sidecar links`) [default: none].
+    #[arg(long, env = "CEDAR_SIDECAR_LINKS")]
+    pub links: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8180].
     #[arg(long, env = "CEDAR_SIDECAR_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -496,6 +501,7 @@ mod tests {
     /// [`DEFAULTS`], so no value is left to a type's zero.
     const NO_DEFAULT: &[&str] = &[
         "probe_listen",
+        "links",
         "admin_token_file",
         "caller_tokens_file",
         "public_url",

@@ -13,7 +13,7 @@ use super::middleware::RequestMeta;
 
 use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
-    Health, PoliciesResponse, PolicyEntry, Readiness, ReadyStatus, ReadySync,
+    Health, LinkEntry, PoliciesResponse, PolicyEntry, Readiness, ReadyStatus, ReadySync,
 };
 use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
@@ -226,8 +226,18 @@ pub async fn policies(State(state): State<AppState>) -> Result<Response, ApiErro
             .files
             .info
             .iter()
-            .map(PolicyEntry::from)
+            .map(|info| PolicyEntry::new(info, &snapshot.pack))
             .collect(),
+        links: {
+            let mut links: Vec<LinkEntry> = snapshot
+                .entities
+                .links()
+                .iter()
+                .map(|link| LinkEntry::from(link.as_ref()))
+                .collect();
+            links.sort_by(|a, b| a.link_id.cmp(&b.link_id));
+            links
+        },
     })
     .into_response())
 }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::oneshot;
 
-use crate::engine::{PackSources, PolicyPack};
-use crate::entities::{load_entities_file, EntityMap};
+use crate::engine::{load_links_file, PackSources, PolicyPack};
+use crate::entities::{load_entities_file, EntityMap, LinkMap};
 use crate::gateway::Gateway;
 use crate::publisher::{Checked, EntitySet, Event, PackOutcome, Publisher};
 use crate::telemetry::Metrics;
@@ -68,7 +68,10 @@ pub struct Reloader {
     pub sources: PackSources,
     /// The entities file, when entities come from a file.
     pub entities_file: Option<PathBuf>,
-    /// The gateway, whose route map and keys reload with the pack.
+    /// The template links file, read with the entities file and checked
+    /// against each reloaded pack.
+    pub links_file: Option<PathBuf>,
+    /// The gateway, whose route map reloads with the pack.
     gateway: Option<Arc<Gateway>>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
@@ -95,6 +98,7 @@ impl Reloader {
         Self {
             sources,
             entities_file,
+            links_file: None,
             gateway: None,
             publisher,
             metrics,
@@ -114,6 +118,13 @@ impl Reloader {
     /// The gateway's files (route map, keys), reloaded with the pack.
     pub fn gateway_files(&self) -> Vec<PathBuf> {
         self.gateway.as_ref().map(|g| g.files()).unwrap_or_default()
+    }
+
+    /// The same reloader, also reading template links from `links` (with
+    /// the entities file).
+    pub fn with_links(mut self, links: Option<PathBuf>) -> Self {
+        self.links_file = links;
+        self
     }
 
     /// A copy of the current status.
@@ -192,17 +203,21 @@ impl Reloader {
     }
 
     /// Loads the pack and, when its schema changed and entities come from a
-    /// file, the file checked against it; on the blocking pool.
+    /// file, the file checked against it; on the blocking pool. With a links
+    /// file, the links are re-read against the new pack too (a template and
+    /// its links may change in one edit), and published with it.
     async fn prepare_pack(&self) -> Result<(Arc<PolicyPack>, Option<EntitySet>), String> {
         let sources = self.sources.clone();
         let file = self.entities_file.clone();
+        let links = self.links_file.clone();
         let latest = self.publisher.latest();
+        let published = self.publisher.published();
         let revision = self.next_revision();
         let gateway = self.gateway.clone();
-        let published = self.publisher.published().map(|s| s.pack.clone());
+        let published_pack = published.as_ref().map(|s| s.pack.clone());
         // The maps to keep beside the new one: the published pack's, and
         // the latest pack's (it may still be published).
-        let keep: Vec<String> = published
+        let keep: Vec<String> = published_pack
             .iter()
             .map(|p| p.version.clone())
             .chain([latest.version.clone()])
@@ -218,7 +233,7 @@ impl Reloader {
                 Ok(pack) => Arc::new(pack),
                 Err(problems) => {
                     // A route edit still applies to the policies in force.
-                    if let (Some(gateway), Some(published)) = (&gateway, &published) {
+                    if let (Some(gateway), Some(published)) = (&gateway, &published_pack) {
                         gateway.restage(published);
                     }
                     return Err(problems.render());
@@ -227,14 +242,27 @@ impl Reloader {
             if let Some(gateway) = &gateway {
                 let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
                 gateway
-                    .stage(&pack, published.as_deref(), &keep)
+                    .stage(&pack, published_pack.as_deref(), &keep)
                     .map_err(|report| {
                         format!("{report}the gateway route map does not fit the new policies; nothing was reloaded\n")
                     })?;
             }
-            let entities = match file {
-                Some(path) if pack.schema_version != latest.schema_version => {
-                    Some(read_entities_file(&path, &pack, revision)?)
+            let entities = match (file, links, published) {
+                (Some(path), links, _) if pack.schema_version != latest.schema_version => Some(
+                    read_entities_file(&path, links.as_deref(), &pack, revision)?,
+                ),
+                (Some(_), Some(links), Some(published)) => {
+                    let links = load_links_file(&links, &pack).map_err(|p| p.render())?;
+                    let mut entities = published.entities.clone().with_links(links);
+                    entities.apply([], revision);
+                    Some(EntitySet {
+                        entities,
+                        checked: Checked {
+                            schema_version: pack.schema_version.clone(),
+                            seq: 0,
+                        },
+                        refused: Vec::new(),
+                    })
                 }
                 _ => None,
             };
@@ -272,9 +300,12 @@ impl Reloader {
     async fn try_reload_entities(&self, path: PathBuf) -> Result<usize, String> {
         let pack = self.publisher.latest();
         let revision = self.next_revision();
-        let set = tokio::task::spawn_blocking(move || read_entities_file(&path, &pack, revision))
-            .await
-            .map_err(|e| format!("the reload stopped unexpectedly: {e}"))??;
+        let links = self.links_file.clone();
+        let set = tokio::task::spawn_blocking(move || {
+            read_entities_file(&path, links.as_deref(), &pack, revision)
+        })
+        .await
+        .map_err(|e| format!("the reload stopped unexpectedly: {e}"))??;
         let (reply, outcome) = oneshot::channel();
         let event = Event::Snapshot {
             set,
@@ -304,11 +335,21 @@ impl Reloader {
     }
 }
 
-/// Reads the entities file checked against `pack`'s schema (blocking).
-fn read_entities_file(path: &Path, pack: &PolicyPack, revision: u64) -> Result<EntitySet, String> {
+/// Reads the entities file checked against `pack`'s schema, and the links
+/// file checked against its templates (blocking).
+fn read_entities_file(
+    path: &Path,
+    links: Option<&Path>,
+    pack: &PolicyPack,
+    revision: u64,
+) -> Result<EntitySet, String> {
     let entities = load_entities_file(path, &pack.schema).map_err(|p| p.render())?;
+    let links = match links {
+        Some(links) => load_links_file(links, pack).map_err(|p| p.render())?,
+        None => LinkMap::default(),
+    };
     Ok(EntitySet {
-        entities: EntityMap::from_entities(entities, revision),
+        entities: EntityMap::from_entities(entities, revision).with_links(links),
         checked: Checked {
             schema_version: pack.schema_version.clone(),
             seq: 0,

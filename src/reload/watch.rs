@@ -101,6 +101,7 @@ struct Paths {
     schema: PathBuf,
     schema_is_dir: bool,
     entities: Option<PathBuf>,
+    links: Option<PathBuf>,
     /// The gateway's route map and key files: they reload with the pack.
     gateway: Vec<PathBuf>,
 }
@@ -113,6 +114,7 @@ impl Paths {
             schema_is_dir: schema.is_dir(),
             schema,
             entities: reloader.entities_file.as_deref().map(absolute),
+            links: reloader.links_file.as_deref().map(absolute),
             gateway: reloader
                 .gateway_files()
                 .iter()
@@ -130,10 +132,10 @@ impl Paths {
         let gateway = self.gateway.iter().any(|file| touches_file(path, file));
         Pending {
             policies: path.starts_with(&self.policies) || schema || gateway,
-            entities: self
-                .entities
-                .as_deref()
-                .is_some_and(|file| touches_file(path, file)),
+            entities: [&self.entities, &self.links]
+                .into_iter()
+                .flatten()
+                .any(|file| touches_file(path, file)),
         }
     }
 
@@ -176,7 +178,8 @@ impl Paths {
             false,
         );
         add(schema_folder, RecursiveMode::NonRecursive, true);
-        for file in self.entities.iter().chain(&self.gateway) {
+        let files = [&self.entities, &self.links].into_iter().flatten();
+        for file in files.chain(&self.gateway) {
             let folder = parent_of(file);
             add(parent_of(&folder), RecursiveMode::NonRecursive, false);
             add(folder, RecursiveMode::NonRecursive, true);

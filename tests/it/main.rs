@@ -15,6 +15,7 @@ mod gateway;
 mod gateway_figures;
 mod gateway_live;
 mod http;
+mod links;
 mod loopback;
 mod ops;
 mod policy_tests;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cedar_sidecar::engine::{PackSources, PolicyPack};
-use cedar_sidecar::entities::{load_entities_file, EntityMap};
+use cedar_sidecar::engine::{load_links_file, PackSources, PolicyPack};
+use cedar_sidecar::entities::{load_entities_file, EntityMap, LinkMap};
 use cedar_sidecar::state::{SharedState, Snapshot};
 
 /// The repository root.
@@ -18,7 +18,8 @@ pub fn fixture(path: &str) -> PathBuf {
     repo().join("tests/fixtures").join(path)
 }
 
-/// Loads `policies/`, `schema.cedarschema` (or `schema/`) and `entities.json`.
+/// Loads `policies/`, `schema.cedarschema` (or `schema/`), `entities.json`
+/// and, when present, the template links of `links.json`.
 pub fn load_fixture(dir: &Path) -> Snapshot {
     let schema = if dir.join("schema.cedarschema").exists() {
         dir.join("schema.cedarschema")
@@ -32,9 +33,14 @@ pub fn load_fixture(dir: &Path) -> Snapshot {
     .unwrap_or_else(|p| panic!("{}", p.render()));
     let entities = load_entities_file(&dir.join("entities.json"), &pack.schema)
         .unwrap_or_else(|p| panic!("{}", p.render()));
+    let links = if dir.join("links.json").exists() {
+        load_links_file(&dir.join("links.json"), &pack).unwrap_or_else(|p| panic!("{}", p.render()))
+    } else {
+        LinkMap::default()
+    };
     Snapshot {
         pack: Arc::new(pack),
-        entities: EntityMap::from_entities(entities, 7),
+        entities: EntityMap::from_entities(entities, 7).with_links(links),
         pack_loaded_at: SystemTime::now(),
     }
 }

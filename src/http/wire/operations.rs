@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::engine::PolicyInfo;
+use crate::engine::{PolicyInfo, PolicyPack};
+use crate::entities::StoredLink;
 use crate::freshness::{FreshnessPolicy, FreshnessReport};
 use crate::gateway::GatewayStatus;
 use crate::reload::ReloadStatus;
@@ -20,6 +21,37 @@ pub struct PoliciesResponse {
     pub version: String,
     /// Every policy and template, sorted by file then position.
     pub policies: Vec<PolicyEntry>,
+    /// Every template link (data, from the links file or Redis), by id.
+    pub links: Vec<LinkEntry>,
+}
+
+/// One template link of `GET /v1/policies`, in the Cedar CLI's
+/// `--template-linked` form.
+#[derive(Debug, Serialize)]
+pub struct LinkEntry {
+    /// The template it fills.
+    pub template_id: String,
+    /// The id decisions name.
+    pub link_id: String,
+    /// `?principal` and `?resource`, as entity uids (`User::"paula"`).
+    pub args: BTreeMap<&'static str, String>,
+}
+
+impl From<&StoredLink> for LinkEntry {
+    fn from(link: &StoredLink) -> Self {
+        let mut args = BTreeMap::new();
+        if let Some(uid) = &link.principal {
+            args.insert("?principal", uid.to_string());
+        }
+        if let Some(uid) = &link.resource {
+            args.insert("?resource", uid.to_string());
+        }
+        Self {
+            template_id: link.template.to_string(),
+            link_id: link.id.to_string(),
+            args,
+        }
+    }
 }
 
 /// One policy or template of `GET /v1/policies`.
@@ -33,11 +65,31 @@ pub struct PolicyEntry {
     pub file: String,
     /// Templates decide nothing until linked.
     pub is_template: bool,
+    /// A template's slots (`?principal`, `?resource`); absent for policies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<&'static str>,
+}
+
+impl PolicyEntry {
+    /// The entry of `info`, with its slots when it is a template of `pack`.
+    pub fn new(info: &PolicyInfo, pack: &PolicyPack) -> Self {
+        let mut entry = Self::from(info);
+        if let Some(rules) = pack.template_slots.get(&info.id) {
+            if rules.principal.is_some() {
+                entry.slots.push("?principal");
+            }
+            if rules.resource.is_some() {
+                entry.slots.push("?resource");
+            }
+        }
+        entry
+    }
 }
 
 impl From<&PolicyInfo> for PolicyEntry {
     fn from(info: &PolicyInfo) -> Self {
         Self {
+            slots: Vec::new(),
             id: info.id.clone(),
             effect: match info.effect {
                 cedar_policy::Effect::Permit => "permit",

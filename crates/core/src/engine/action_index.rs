@@ -58,7 +58,10 @@ impl ActionIndex {
 }
 
 /// Every action group `action` is in, transitively.
-fn ancestors(action: &EntityUid, actions: &UidMap<Arc<StoredEntity>>) -> HashSet<EntityUid> {
+pub(super) fn ancestors(
+    action: &EntityUid,
+    actions: &UidMap<Arc<StoredEntity>>,
+) -> HashSet<EntityUid> {
     let mut seen = HashSet::new();
     let mut stack = vec![action.clone()];
     while let Some(uid) = stack.pop() {

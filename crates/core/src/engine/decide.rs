@@ -197,22 +197,42 @@ fn decide_sliced(
     ];
     roots.extend(context_entities.refs);
     roots.extend(pack.literal_roots.iter().cloned());
-    let entities = match slicer.slice(&roots, &context_entities.named, pack.slice_limits) {
+    let mut named = context_entities.named;
+
+    // Only the policies whose action scope can match: the same answer as
+    // the whole set (a policy out of scope is not applicable), less work;
+    // plus the template links that can apply to this principal and
+    // resource (see `links`), whose slot values policies can then name.
+    let base = pack.policies_for(&request.action);
+    let linked = match applicable_links(pack, slicer, request, base, &mut named) {
+        Ok(linked) => linked,
+        Err(error) => {
+            return deny(vec![format!(
+                "template links could not be applied; denying (fail closed): {error}"
+            )])
+        }
+    };
+    let policies = linked.as_ref().unwrap_or(base);
+    let entities = match slicer.slice(&roots, &named, pack.slice_limits) {
         Ok(entities) => entities,
         Err(error) => return deny(vec![format!("entity data is inconsistent: {error}")]),
     };
 
-    // Only the policies whose action scope can match: the same answer as
-    // the whole set (a policy out of scope is not applicable), less work.
-    let response =
-        pack.authorizer
-            .is_authorized(cedar_request, pack.policies_for(&request.action), &entities);
+    let response = pack
+        .authorizer
+        .is_authorized(cedar_request, policies, &entities);
     let mut errors: Vec<String> = Vec::new();
     let mut forbid_failed = false;
     let evaluation_errors = response.diagnostics().errors().count();
     for error in response.diagnostics().errors() {
         let cedar_policy::AuthorizationError::PolicyEvaluationError(e) = error;
-        if pack.forbids.contains(e.policy_id()) {
+        // By effect, from the set decided on: a linked forbid counts too,
+        // and a policy we cannot find is taken for a forbid.
+        let is_forbid = pack.forbids.contains(e.policy_id())
+            || policies
+                .policy(e.policy_id())
+                .is_none_or(|p| p.effect() == cedar_policy::Effect::Forbid);
+        if is_forbid {
             forbid_failed = true;
         }
         errors.push(one_line(error));
@@ -240,6 +260,44 @@ fn decide_sliced(
         errors,
         evaluation_errors,
     }
+}
+
+/// The action's policies plus the template links that can apply to this
+/// request, or `None` when none can (the common case: no new set is built).
+/// A link can apply only when its slot values are the principal or the
+/// resource or ancestors of them, so those are the only ones looked up;
+/// their values are added to what the slice may name.
+fn applicable_links(
+    pack: &PolicyPack,
+    slicer: &Slicer<'_>,
+    request: &DecisionRequest,
+    base: &cedar_policy::PolicySet,
+    named: &mut Vec<EntityUid>,
+) -> Result<Option<cedar_policy::PolicySet>, String> {
+    let links = slicer.store.links();
+    if links.is_empty() {
+        return Ok(None);
+    }
+    let with_ancestors = |uid: &EntityUid| -> Vec<EntityUid> {
+        let found = std::cell::RefCell::new(vec![uid.clone()]);
+        if let Some(entity) = slicer.get(uid) {
+            slicer.ancestors_where(entity, |a| {
+                found.borrow_mut().push(a.clone());
+                false
+            });
+        }
+        found.into_inner()
+    };
+    let principals = with_ancestors(&request.principal);
+    let resources = with_ancestors(&request.resource);
+    let candidates = links.candidates(&principals, &resources);
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    for link in &candidates {
+        named.extend(link.principal.iter().chain(&link.resource).cloned());
+    }
+    super::links::with_links(pack, base, &candidates).map(Some)
 }
 
 fn deny(errors: Vec<String>) -> Decision {

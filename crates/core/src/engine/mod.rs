@@ -5,6 +5,7 @@
 mod action_index;
 mod decide;
 mod hierarchy;
+mod links;
 mod pack;
 mod policies;
 mod reads;
@@ -16,6 +17,9 @@ mod search;
 pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
 pub use hierarchy::only_roots_tested_for_ancestry;
+pub use links::{
+    check_link, check_links, load_links_file, parse_links, LinkError, SlotRules, TemplateSlots,
+};
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack, TypeNames};

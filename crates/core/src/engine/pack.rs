@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cedar_policy::{Authorizer, Effect, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema};
 
 use super::action_index::ActionIndex;
+use super::links::TemplateSlots;
 use super::policies::{deref_level, load_policy_dir, validate_policies, PolicyFiles};
 use super::request_shape::RequestShapes;
 use super::schema::load_schema;
@@ -59,6 +60,9 @@ pub struct PolicyPack {
     pub parentless: TypeSet,
     /// Forbid policies: an error in one of these denies (fail closed).
     pub forbids: HashSet<PolicyId>,
+    /// What each template's slots accept: template links (data) are
+    /// checked against it.
+    pub template_slots: TemplateSlots,
     /// Content hash of the policy files and schema files: names the loaded
     /// set in responses, decision logs, metrics and status.
     pub version: String,
@@ -188,6 +192,7 @@ impl PolicyPack {
         // From the policy set itself, by effect: a template-linked forbid
         // (not a file entry) must fail closed like a static one.
         let forbids = forbid_ids(&files.set);
+        let template_slots = TemplateSlots::build(&files.set, &schema, &actions);
         let version = content_hash(files.sources.iter().map(|(n, t)| (n.as_str(), &**t)));
         Ok(Self {
             version,
@@ -201,6 +206,7 @@ impl PolicyPack {
             reads,
             parentless,
             forbids,
+            template_slots,
             authorizer: Authorizer::new(),
             by_action,
             type_names,

@@ -8,6 +8,7 @@
 //! and walk them per request, which is a handful of hash look-ups.
 
 mod conform;
+mod links;
 mod load;
 mod shape;
 mod slice;
@@ -15,6 +16,7 @@ mod store;
 mod stored;
 
 pub use conform::parse_conforming;
+pub use links::{parse_link, parse_links_text, LinkChange, LinkFormatError, LinkMap, StoredLink};
 pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
     parse_in_parallel, uid_display, EntityLoadError,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use cedar_policy::EntityUid;
 
-use super::StoredEntity;
+use super::{LinkChange, LinkMap, StoredEntity};
 
 /// One change to the store. A change carries the entity's full new state, so
 /// applying the same change twice is harmless (sync sources rely on this).
@@ -16,6 +16,9 @@ pub enum EntityChange {
     Upsert(Arc<StoredEntity>),
     /// Remove an entity (absent is fine).
     Delete(EntityUid),
+    /// Insert, replace or remove a template link: links are data kept and
+    /// versioned with the entities.
+    Link(LinkChange),
 }
 
 /// Entities by uid, at a revision. Cloning is O(1) and clones share
@@ -27,6 +30,8 @@ pub struct EntityMap {
     /// instead of a 120-byte uid plus a pointer makes the map about eight
     /// times smaller.
     entities: imbl::GenericHashMap<ByUid, (), UidHasher, imbl::shared_ptr::DefaultSharedPtr>,
+    /// Template links, at the same revision: one snapshot holds both.
+    links: LinkMap,
     revision: u64,
 }
 
@@ -66,7 +71,22 @@ impl EntityMap {
             .into_iter()
             .map(|e| (ByUid(Arc::new(e)), ()))
             .collect();
-        Self { entities, revision }
+        Self {
+            entities,
+            links: LinkMap::default(),
+            revision,
+        }
+    }
+
+    /// The same entities with `links` as the template links.
+    pub fn with_links(mut self, links: LinkMap) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The template links at this revision.
+    pub fn links(&self) -> &LinkMap {
+        &self.links
     }
 
     /// Looks up one entity.
@@ -101,6 +121,7 @@ impl EntityMap {
                 EntityChange::Delete(uid) => {
                     self.entities.remove(&uid);
                 }
+                EntityChange::Link(change) => self.links.apply([change]),
             }
         }
         self.revision = revision;
