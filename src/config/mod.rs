@@ -306,7 +306,7 @@ impl ServeConfig {
         if self.links.is_some() && self.redis.enabled() {
             return Err(ConfigError::Value {
                 key: "links",
-                message: "is the file source's links file; with Redis, template links are written with `cedar-sidecar links` or `PUT /v1/policy-links`".into(),
+                message: "is the file source's links file; template links are not synced through Redis yet, so it cannot be combined with a Redis URL".into(),
             });
         }
         if self.probe_listen == Some(self.listen) && self.listen.port() != 0 {

@@ -162,3 +162,56 @@ fn slice_depth_is_the_validated_dereference_level() {
     let snapshot = load_fixture(&fixture("engine/basic"));
     assert_eq!(snapshot.pack.slice_limits.depth, Some(1));
 }
+
+/// Under `new-only`, a request may not describe an entity a template link
+/// names (as it may not describe one a policy names): `Folder::"drafts"`
+/// is not stored, and a link grants bob the docs in it.
+#[test]
+fn a_request_may_not_describe_what_a_link_names() {
+    let snapshot = load_fixture(&fixture("engine").join("template-literals"));
+    let new_only = RequestEntityPolicy {
+        mode: RequestEntityMode::NewOnly,
+        types: vec!["Folder".parse().unwrap(), "Doc".parse().unwrap()],
+        ..RequestEntityPolicy::default()
+    };
+    let request = |entities: serde_json::Value| DecisionRequest {
+        principal: r#"User::"bob""#.parse().unwrap(),
+        action: r#"Action::"read""#.parse().unwrap(),
+        resource: r#"Doc::"x""#.parse().unwrap(),
+        context: Some(serde_json::json!({"n": 1})),
+        entities: serde_json::from_value(entities).unwrap(),
+    };
+    let drafts = serde_json::json!([
+        {"uid": {"type": "Folder", "id": "drafts"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Doc", "id": "x"}, "attrs": {"owner": {"type": "User", "id": "bob"}},
+         "parents": [{"type": "Folder", "id": "drafts"}]}
+    ]);
+    let error = decide(
+        &snapshot.pack,
+        &snapshot.entities,
+        &request(drafts),
+        &new_only,
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        error
+            .to_string()
+            .contains(r#"`Folder::"drafts"` is named by a policy or a template link"#),
+        "{error}"
+    );
+    // A folder no link names may be described (and grants nothing).
+    let other = serde_json::json!([
+        {"uid": {"type": "Folder", "id": "mine"}, "attrs": {}, "parents": []},
+        {"uid": {"type": "Doc", "id": "x"}, "attrs": {"owner": {"type": "User", "id": "bob"}},
+         "parents": [{"type": "Folder", "id": "mine"}]}
+    ]);
+    let decision = decide(
+        &snapshot.pack,
+        &snapshot.entities,
+        &request(other),
+        &new_only,
+    )
+    .unwrap();
+    assert_eq!(decision.verdict, Verdict::Deny);
+}

@@ -415,6 +415,7 @@ fn described_by_requests(
         && store.get(uid).is_none()
         && uid != principal
         && !pack.policy_literals.contains(uid)
+        && !store.links().names(uid)
 }
 
 /// A request entity in Cedar's JSON format, with no parents (so it cannot

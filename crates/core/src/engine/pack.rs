@@ -152,11 +152,22 @@ impl PolicyPack {
             ancestors_beyond_roots: !super::only_roots_tested_for_ancestry(&files.set),
             depth: deref_level(&files, &schema, MAX_SLICE_DEPTH),
         };
-        let literals: Vec<EntityUid> = files
+        // Templates' own literals (their scopes and conditions) count too:
+        // `policies()` leaves templates out, and a literal nothing names
+        // would be sliced away (a linked forbid on `principal in
+        // Team::"contractors"` would then never apply).
+        let mut literals: Vec<EntityUid> = files
             .set
             .policies()
             .flat_map(|p| p.entity_literals())
             .collect();
+        for template in files.set.templates() {
+            literals.extend(template_literals(template).map_err(|message| {
+                Problems(vec![crate::diagnostics::Problem::message(
+                    "policies", message,
+                )])
+            })?);
+        }
         let literal_roots = if slice_limits.depth.is_none() {
             let mut roots = literals.clone();
             roots.sort_by_cached_key(ToString::to_string);
@@ -296,4 +307,43 @@ mod tests {
         let forbids = forbid_ids(&set);
         assert_eq!(forbids, [PolicyId::new("deny-pete")].into_iter().collect());
     }
+}
+
+/// The entity literals a template names (scope and condition), without its
+/// slots: read from a link of the template whose slots hold a placeholder
+/// (an id no data would use; Cedar gives literals for policies, not
+/// templates).
+fn template_literals(template: &cedar_policy::Template) -> Result<Vec<EntityUid>, String> {
+    let placeholder = EntityUid::from_type_name_and_id(
+        "CedarSidecarSlot".parse().map_err(|e| {
+            format!(
+                "cannot read the literals of template `{}`: {e}",
+                template.id()
+            )
+        })?,
+        cedar_policy::EntityId::new("\u{0}slot"),
+    );
+    let values = template
+        .slots()
+        .map(|slot| (slot.clone(), placeholder.clone()))
+        .collect();
+    let mut set = cedar_policy::PolicySet::new();
+    let probe = cedar_policy::PolicyId::new("literals-probe");
+    let fail = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot read the literals of template `{}`: {e}",
+            template.id()
+        )
+    };
+    set.add_template(template.clone()).map_err(|e| fail(&e))?;
+    set.link(template.id().clone(), probe.clone(), values)
+        .map_err(|e| fail(&e))?;
+    let linked = set
+        .policy(&probe)
+        .ok_or_else(|| fail(&"the probe link is missing"))?;
+    Ok(linked
+        .entity_literals()
+        .into_iter()
+        .filter(|uid| *uid != placeholder)
+        .collect())
 }

@@ -151,8 +151,9 @@ pub enum RequestEntityError {
          (request_entities.mode = \"new-only\")"
     )]
     PrincipalNotStored(String),
-    /// `new-only`: a policy names this uid, so stored data must define it.
-    #[error("entity `{0}` is named by a policy; a request may not define it")]
+    /// `new-only`: a policy or a template link names this uid, so stored
+    /// data must define it.
+    #[error("entity `{0}` is named by a policy or a template link; a request may not define it")]
     NamedByPolicy(String),
     /// Malformed, or breaks the schema.
     #[error("{0}")]
@@ -225,7 +226,7 @@ impl RequestEntityPolicy {
             if uid == principal {
                 return Err(RequestEntityError::PrincipalNotStored(uid.to_string()));
             }
-            if pack.policy_literals.contains(uid) {
+            if pack.policy_literals.contains(uid) || store.links().names(uid) {
                 return Err(RequestEntityError::NamedByPolicy(uid.to_string()));
             }
             if let Some(parent) = entity

@@ -214,6 +214,9 @@ pub struct LinkMap {
     /// Link ids by the slot values they fill; a handful per key in practice,
     /// so a key's set is copied whole when it changes.
     by_slots: imbl::GenericHashMap<SlotKey, Arc<BTreeSet<Arc<str>>>, Hasher, Shared>,
+    /// How many links name each slot value: a request may not describe an
+    /// entity a link names, as it may not describe one a policy names.
+    named: imbl::GenericHashMap<EntityUid, usize, Hasher, Shared>,
 }
 
 impl LinkMap {
@@ -239,6 +242,10 @@ impl LinkMap {
                         ids.insert(link.id.clone());
                         self.by_slots.insert(key, Arc::new(ids));
                     }
+                    for uid in link.principal.iter().chain(&link.resource) {
+                        let count = self.named.get(uid).copied().unwrap_or(0);
+                        self.named.insert(uid.clone(), count + 1);
+                    }
                     self.by_id.insert(link.id.clone(), link);
                 }
                 LinkChange::Delete(id) => self.remove(&id),
@@ -250,6 +257,16 @@ impl LinkMap {
         let Some(old) = self.by_id.remove(id) else {
             return;
         };
+        for uid in old.principal.iter().chain(&old.resource) {
+            match self.named.get(uid).copied() {
+                Some(count) if count > 1 => {
+                    self.named.insert(uid.clone(), count - 1);
+                }
+                _ => {
+                    self.named.remove(uid);
+                }
+            }
+        }
         if let Some(key) = SlotKey::of(&old) {
             if let Some(ids) = self.by_slots.get(&key) {
                 let mut ids = ids.as_ref().clone();
@@ -261,6 +278,11 @@ impl LinkMap {
                 }
             }
         }
+    }
+
+    /// True when a link names `uid` in a slot.
+    pub fn names(&self, uid: &EntityUid) -> bool {
+        self.named.contains_key(uid)
     }
 
     /// One link by id.
@@ -308,6 +330,10 @@ impl LinkMap {
         for r in resources {
             push(SlotKey::Resource(r.clone()));
         }
+        // An entity listed twice (a cycle in the data makes one its own
+        // ancestor) must not link a policy twice.
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out.dedup_by(|a, b| a.id == b.id);
         out
     }
 }
