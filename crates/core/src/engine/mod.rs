@@ -6,6 +6,7 @@ mod action_index;
 mod decide;
 mod hierarchy;
 mod pack;
+pub mod plan;
 mod policies;
 mod reads;
 mod request_entities;
@@ -19,6 +20,7 @@ pub use hierarchy::only_roots_tested_for_ancestry;
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack, TypeNames};
+pub use plan::{plan, Condition, Plan, PlanError};
 pub use policies::{
     deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,
 };
@@ -26,4 +28,6 @@ pub use request_entities::{
     RequestEntityError, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 pub use schema::{load_schema, parse_schema_text};
-pub use search::{search, SearchRequest, Searched};
+pub use search::{
+    candidates as search_candidates, search, search_every_candidate, SearchRequest, Searched,
+};

@@ -4,8 +4,9 @@ use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use cedar_policy::EntityUid;
+use cedar_policy::{EntityTypeName, EntityUid};
 
+use super::index::EntityIndex;
 use super::StoredEntity;
 
 /// One change to the store. A change carries the entity's full new state, so
@@ -27,6 +28,9 @@ pub struct EntityMap {
     /// instead of a 120-byte uid plus a pointer makes the map about eight
     /// times smaller.
     entities: imbl::GenericHashMap<ByUid, (), UidHasher, imbl::shared_ptr::DefaultSharedPtr>,
+    /// Entities by type, children by parent, referrers by attribute value:
+    /// what search and plans enumerate instead of the whole store.
+    index: EntityIndex,
     revision: u64,
 }
 
@@ -62,11 +66,16 @@ impl Borrow<EntityUid> for ByUid {
 impl EntityMap {
     /// Builds a map at `revision` from entities (later duplicates win).
     pub fn from_entities(entities: impl IntoIterator<Item = StoredEntity>, revision: u64) -> Self {
-        let entities = entities
+        let entities: imbl::GenericHashMap<ByUid, (), UidHasher, _> = entities
             .into_iter()
             .map(|e| (ByUid(Arc::new(e)), ()))
             .collect();
-        Self { entities, revision }
+        let index = EntityIndex::build(entities.keys().map(|key| &key.0));
+        Self {
+            entities,
+            index,
+            revision,
+        }
     }
 
     /// Looks up one entity.
@@ -95,15 +104,46 @@ impl EntityMap {
         for change in changes {
             match change {
                 EntityChange::Upsert(entity) => {
+                    if let Some(old) = self.get(entity.uid_ref()).cloned() {
+                        self.index.remove(&old);
+                    }
+                    self.index.insert(&entity);
                     // Replaces the key too (imbl swaps the whole entry).
                     self.entities.insert(ByUid(entity), ());
                 }
                 EntityChange::Delete(uid) => {
-                    self.entities.remove(&uid);
+                    if let Some((old, ())) = self.entities.remove_with_key(&uid) {
+                        self.index.remove(&old.0);
+                    }
                 }
             }
         }
         self.revision = revision;
+    }
+
+    /// The stored entities of `entity_type`, in no particular order.
+    pub fn of_type<'a>(
+        &'a self,
+        entity_type: &'a EntityTypeName,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.of_type(entity_type)
+    }
+
+    /// The stored entities that list `parent` as a direct parent.
+    pub fn children<'a>(
+        &'a self,
+        parent: &'a EntityUid,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.children(parent)
+    }
+
+    /// The stored entities whose attribute `attribute` names `target`.
+    pub fn referrers<'a>(
+        &'a self,
+        attribute: &'a str,
+        target: &'a EntityUid,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.referrers(attribute, target)
     }
 
     /// Every stored entity, in no particular order.
