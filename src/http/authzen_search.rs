@@ -25,11 +25,11 @@ use subtle::ConstantTimeEq;
 use super::authzen::{AuthzenError, AuthzenJson};
 use super::handlers::{current, with_versions};
 use super::json::JsonBody;
-use super::wire::search::NativeSearchRequest;
 use super::wire::authzen::{
     action_named, search_context, ActionSearchRequest, FoundAction, FoundEntity, PageRequest,
     PageResponse, ResourceSearchRequest, SearchResponse, SubjectSearchRequest,
 };
+use super::wire::search::NativeSearchRequest;
 use super::{ApiError, AppState};
 use crate::engine::{search, SearchRequest, Searched};
 use crate::state::Snapshot;

@@ -88,7 +88,10 @@ fn searches(pack: &PolicyPack, data: &[GenEntity], store: &EntityMap, rng: &mut 
     for _ in 0..3 {
         // Admins and the org owner are the first users of each org.
         let principal = if rng.chance(40) {
-            Some(uid("User", &format!("org{}-user-{}", rng.below(2), rng.below(8))))
+            Some(uid(
+                "User",
+                &format!("org{}-user-{}", rng.below(2), rng.below(8)),
+            ))
         } else {
             Some(pick(data, "User", rng).uid())
         };
@@ -121,7 +124,9 @@ fn searches(pack: &PolicyPack, data: &[GenEntity], store: &EntityMap, rng: &mut 
             principal: principal.clone(),
             action: action("MoveThunk"),
             resource: None,
-            context: Some(json!({"targetEnvironment": {"type": "Environment", "id": env.id().unescaped()}})),
+            context: Some(
+                json!({"targetEnvironment": {"type": "Environment", "id": env.id().unescaped()}}),
+            ),
         };
         check(pack, store, request, Searched::Resources(ty("Thunk")));
     }
@@ -179,8 +184,17 @@ fn searches_decide_only_plausible_candidates() {
         resource: None,
         context: None,
     };
-    let found = search_candidates(&pack, &store, &participant, &Searched::Resources(ty("Environment")));
-    assert!(found.len() * 20 < environments, "{} of {environments}", found.len());
+    let found = search_candidates(
+        &pack,
+        &store,
+        &participant,
+        &Searched::Resources(ty("Environment")),
+    );
+    assert!(
+        found.len() * 20 < environments,
+        "{} of {environments}",
+        found.len()
+    );
     let admins = SearchRequest {
         principal: None,
         action: action("AddApiKey"),

@@ -75,7 +75,11 @@ pub fn measure_searches(
                 0 | 1 => (
                     SearchRequest {
                         principal,
-                        action: action(if index == 0 { "UseEnvironment" } else { "UseModel" }),
+                        action: action(if index == 0 {
+                            "UseEnvironment"
+                        } else {
+                            "UseModel"
+                        }),
                         resource: None,
                         context: None,
                     },

@@ -91,12 +91,18 @@ impl NativeSearchRequest {
         };
         let entity_type = |name: String, role: &str| {
             name.parse().map_err(|e| {
-                ApiError::InvalidRequest(format!("{role}: `{name}` is not a valid entity type: {e}"))
+                ApiError::InvalidRequest(format!(
+                    "{role}: `{name}` is not a valid entity type: {e}"
+                ))
             })
         };
         let searched = match (&principal, &action, &resource) {
-            (Err(name), Ok(_), Ok(_)) => Searched::Subjects(entity_type(name.clone(), "principal")?),
-            (Ok(_), Ok(_), Err(name)) => Searched::Resources(entity_type(name.clone(), "resource")?),
+            (Err(name), Ok(_), Ok(_)) => {
+                Searched::Subjects(entity_type(name.clone(), "principal")?)
+            }
+            (Ok(_), Ok(_), Err(name)) => {
+                Searched::Resources(entity_type(name.clone(), "resource")?)
+            }
             (Ok(_), Err(_), Ok(_)) => Searched::Actions,
             _ => {
                 return Err(ApiError::InvalidRequest(

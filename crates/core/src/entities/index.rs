@@ -55,14 +55,14 @@ impl Entry {
 
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.order().cmp(&other.order()).then_with(|| {
-            match (&self.member, &other.member) {
+        self.order()
+            .cmp(&other.order())
+            .then_with(|| match (&self.member, &other.member) {
                 (None, None) => Ordering::Equal,
                 (None, Some(_)) => Ordering::Less,
                 (Some(_), None) => Ordering::Greater,
                 (Some(a), Some(b)) => a.uid_ref().cmp(b.uid_ref()),
-            }
-        })
+            })
     }
 }
 

@@ -160,6 +160,10 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn condition(&self, expr: &Value) -> Result<Condition, PlanError> {
         let unsupported = || PlanError::Unsupported(format!("`{expr}`"));
+        // A boolean attribute used as a condition (`resource.public`).
+        if let Some(path) = path(expr) {
+            return Ok(Condition::Eq(path, Literal::Bool(true)));
+        }
         let (op, operands) = single(expr).ok_or_else(unsupported)?;
         let operand = |name: &str| operands.get(name).ok_or_else(unsupported);
         Ok(match op {
@@ -211,7 +215,12 @@ impl Reader<'_> {
             }
             "has" => {
                 let mut path = path(operand("left")?).ok_or_else(unsupported)?;
-                path.push(operand("attr")?.as_str().ok_or_else(unsupported)?.to_string());
+                path.push(
+                    operand("attr")?
+                        .as_str()
+                        .ok_or_else(unsupported)?
+                        .to_string(),
+                );
                 Condition::Has(path)
             }
             "in" => self.membership(operand("left")?, operand("right")?)?,
@@ -224,7 +233,9 @@ impl Reader<'_> {
                 let is = Condition::Is(path, entity_type);
                 match operands.get("in") {
                     None => is,
-                    Some(within) => Condition::And(vec![is, self.membership(operand("left")?, within)?]),
+                    Some(within) => {
+                        Condition::And(vec![is, self.membership(operand("left")?, within)?])
+                    }
                 }
             }
             _ => return Err(unsupported()),
@@ -281,7 +292,10 @@ fn single(expr: &Value) -> Option<(&str, &Value)> {
     if fields.len() != 1 {
         return None;
     }
-    fields.iter().next().map(|(key, value)| (key.as_str(), value))
+    fields
+        .iter()
+        .next()
+        .map(|(key, value)| (key.as_str(), value))
 }
 
 /// `resource.a.b...` as its attribute names.
@@ -366,7 +380,9 @@ pub fn simplify(condition: Condition) -> Condition {
             Condition::Not(twice) => *twice,
             other => Condition::Not(Box::new(other)),
         },
-        Condition::In(_, ref entities) | Condition::OneOf(_, ref entities) if entities.is_empty() => {
+        Condition::In(_, ref entities) | Condition::OneOf(_, ref entities)
+            if entities.is_empty() =>
+        {
             Condition::False
         }
         other => other,
@@ -391,7 +407,9 @@ impl Condition {
                 json!({"op": "or", "args": parts.iter().map(Condition::to_json).collect::<Vec<_>>()})
             }
             Condition::Not(inner) => json!({"op": "not", "arg": inner.to_json()}),
-            Condition::Eq(path, value) => json!({"op": "eq", "path": path, "value": value.to_json()}),
+            Condition::Eq(path, value) => {
+                json!({"op": "eq", "path": path, "value": value.to_json()})
+            }
             Condition::Compare(path, op, value) => {
                 let op = match op {
                     CompareOp::Lt => "lt",

@@ -156,3 +156,51 @@ fn translate(
         }
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    fn uid(entity_type: &str, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(entity_type.parse().unwrap(), id.parse().unwrap())
+    }
+
+    /// The example of docs/plans.md, quote in the id included.
+    #[test]
+    fn the_documented_example_translates_as_shown() {
+        let condition = Condition::Or(vec![
+            Condition::Eq(
+                vec!["owner".to_string()],
+                Literal::Entity(uid("User", "o'brien")),
+            ),
+            Condition::In(vec![], vec![uid("Folder", "shared")]),
+        ]);
+        let sql = to_sql(&condition, "documents").unwrap();
+        assert_eq!(
+            sql.clause,
+            r#"(("documents"."owner" = ?) OR ("documents"."uid" IN (?) OR EXISTS (SELECT 1 FROM "ancestors" WHERE "ancestors"."descendant" = "documents"."uid" AND "ancestors"."ancestor" IN (?))))"#
+        );
+        assert_eq!(
+            sql.params,
+            vec![
+                // Cedar's own text of the uid (it escapes the quote).
+                SqlParam::Text(r#"User::"o\'brien""#.to_string()),
+                SqlParam::Text(r#"Folder::"shared""#.to_string()),
+                SqlParam::Text(r#"Folder::"shared""#.to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn names_that_are_not_identifiers_and_long_paths_are_refused() {
+        let odd = Condition::Has(vec!["a\"; DROP TABLE x; --".to_string()]);
+        assert!(matches!(to_sql(&odd, "t"), Err(SqlError::Column(_))));
+        let long = Condition::Has(vec!["a".to_string(), "b".to_string()]);
+        assert!(matches!(to_sql(&long, "t"), Err(SqlError::LongPath(_))));
+        assert!(matches!(
+            to_sql(&Condition::True, "t; --"),
+            Err(SqlError::Column(_))
+        ));
+    }
+}

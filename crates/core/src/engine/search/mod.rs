@@ -113,7 +113,14 @@ pub fn candidates(
         return Vec::new();
     };
     let every = || -> Vec<EntityUid> { store.of_type(entity_type).map(|e| e.uid()).collect() };
-    match partially_evaluate(pack, store, known, action, &unknown, request.context.as_ref()) {
+    match partially_evaluate(
+        pack,
+        store,
+        known,
+        action,
+        &unknown,
+        request.context.as_ref(),
+    ) {
         // Every decision on such a request is refused or denied.
         Err(PartialError::Request(_) | PartialError::NotStored(_)) => Vec::new(),
         Err(PartialError::Evaluation(_)) => every(),

@@ -32,9 +32,12 @@ pub fn candidates(
     entity_type: &EntityTypeName,
 ) -> Option<Candidates> {
     let narrowing = Narrowing { store, var };
-    narrowing
-        .of(condition)
-        .map(|found| found.into_iter().filter(|uid| uid.type_name() == entity_type).collect())
+    narrowing.of(condition).map(|found| {
+        found
+            .into_iter()
+            .filter(|uid| uid.type_name() == entity_type)
+            .collect()
+    })
 }
 
 struct Narrowing<'a> {
@@ -62,7 +65,12 @@ impl Narrowing<'_> {
                         } else {
                             (right, left)
                         };
-                        Some(small.into_iter().filter(|uid| large.contains(uid)).collect())
+                        Some(
+                            small
+                                .into_iter()
+                                .filter(|uid| large.contains(uid))
+                                .collect(),
+                        )
                     }
                     (Some(one), None) | (None, Some(one)) => Some(one),
                     (None, None) => None,
@@ -169,7 +177,10 @@ fn single(expr: &Value) -> Option<(&str, &Value)> {
     if fields.len() != 1 {
         return None;
     }
-    fields.iter().next().map(|(key, value)| (key.as_str(), value))
+    fields
+        .iter()
+        .next()
+        .map(|(key, value)| (key.as_str(), value))
 }
 
 /// A literal entity (`{"Value": {"__entity": {"type", "id"}}}`).

@@ -102,13 +102,20 @@ pub fn partially_evaluate(
         Unknown::Principal(ty) => (PartialEntityUid::new(ty.clone(), None), known_uid),
         Unknown::Resource(ty) => (known_uid, PartialEntityUid::new(ty.clone(), None)),
     };
-    let request = PartialRequest::new(principal, action.clone(), resource, Some(context), &pack.schema)
-        .map_err(|e| PartialError::Request(e.to_string()))?;
+    let request = PartialRequest::new(
+        principal,
+        action.clone(),
+        resource,
+        Some(context),
+        &pack.schema,
+    )
+    .map_err(|e| PartialError::Request(e.to_string()))?;
     let roots: Vec<&EntityUid> = std::iter::once(known).chain(context_named.iter()).collect();
     let entities = known_entities(pack, store, &roots)?;
     let evaluation = |e: &dyn std::fmt::Display| PartialError::Evaluation(e.to_string());
     let entities = Entities::from_entities(entities, None).map_err(|e| evaluation(&e))?;
-    let entities = PartialEntities::from_concrete(entities, &pack.schema).map_err(|e| evaluation(&e))?;
+    let entities =
+        PartialEntities::from_concrete(entities, &pack.schema).map_err(|e| evaluation(&e))?;
     let policies = pack.policies_for(action);
     let response = policies
         .tpe(&request, &entities, &pack.schema)
@@ -184,7 +191,11 @@ fn condition(policy: &Policy) -> Result<Value, PartialError> {
 fn context_entities(context: &Context, json: Option<&Value>) -> Vec<EntityUid> {
     let mut refs = Vec::new();
     let mut named = Vec::new();
-    for key in json.and_then(Value::as_object).into_iter().flat_map(|m| m.keys()) {
+    for key in json
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|m| m.keys())
+    {
         if let Some(value) = context.get(key) {
             crate::entities::collect_uids(&value, &mut refs, &mut named);
         }
