@@ -225,7 +225,7 @@ fn known_entities(
             continue;
         };
         reached.push(entity);
-        if level.saturating_add(1) < depth.saturating_add(1) {
+        if level < depth {
             entity.for_each_uid(|next, in_set| {
                 if !in_set {
                     queue.push_back((next, level.saturating_add(1)));
