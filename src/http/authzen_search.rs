@@ -1,7 +1,8 @@
 //! AuthZEN 1.0 search: `POST /access/v1/search/subject`, `/search/resource`
-//! and `/search/action`. The search itself is `engine::search` (every result
-//! confirmed by a decision); this module maps the wire shapes and pages the
-//! results with tamper-evident tokens.
+//! and `/search/action`, and the native `POST /v1/search` (Cedar's shapes,
+//! the same search and pages). The search itself is `engine::search` (every
+//! result confirmed by a decision); this module maps the wire shapes and
+//! pages the results with tamper-evident tokens.
 //!
 //! A page token is `offset.mac` in hex, the MAC an HMAC-SHA256, under a key
 //! drawn at random when the process starts, of the offset, the snapshot
@@ -23,10 +24,12 @@ use subtle::ConstantTimeEq;
 
 use super::authzen::{AuthzenError, AuthzenJson};
 use super::handlers::{current, with_versions};
+use super::json::JsonBody;
 use super::wire::authzen::{
     action_named, search_context, ActionSearchRequest, FoundAction, FoundEntity, PageRequest,
     PageResponse, ResourceSearchRequest, SearchResponse, SubjectSearchRequest,
 };
+use super::wire::search::NativeSearchRequest;
 use super::{ApiError, AppState};
 use crate::engine::{search, SearchRequest, Searched};
 use crate::state::Snapshot;
@@ -54,7 +57,7 @@ pub async fn subjects(
         resource: Some(request.resource.search_uid("resource", pack)?),
         context: search_context(request.context, Some(&request.action))?,
     };
-    respond(&state, snapshot, query, searched, &page, &digest, entity).await
+    Ok(respond(&state, snapshot, query, searched, &page, &digest, entity).await?)
 }
 
 /// `POST /access/v1/search/resource`
@@ -75,7 +78,7 @@ pub async fn resources(
         resource: None,
         context: search_context(request.context, Some(&request.action))?,
     };
-    respond(&state, snapshot, query, searched, &page, &digest, entity).await
+    Ok(respond(&state, snapshot, query, searched, &page, &digest, entity).await?)
 }
 
 /// `POST /access/v1/search/action`
@@ -95,7 +98,7 @@ pub async fn actions(
     let name = |uid: &EntityUid| FoundAction {
         name: uid.id().unescaped().to_string(),
     };
-    respond(
+    Ok(respond(
         &state,
         snapshot,
         query,
@@ -103,6 +106,33 @@ pub async fn actions(
         &page,
         &digest,
         name,
+    )
+    .await?)
+}
+
+/// `POST /v1/search`: one of principal, action and resource is given as a
+/// type (without `id`; the action left out); results are uids.
+pub async fn native(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Response, ApiError> {
+    let (request, page, digest) = parse::<NativeSearchRequest>(body)?;
+    let snapshot = current(&state)?;
+    let search = request.into_search(&snapshot.pack.type_names)?;
+    let query = SearchRequest {
+        principal: search.principal,
+        action: search.action,
+        resource: search.resource,
+        context: search.context,
+    };
+    respond(
+        &state,
+        snapshot,
+        query,
+        Some(search.searched),
+        &page,
+        &digest,
+        entity,
     )
     .await
 }
@@ -141,7 +171,7 @@ async fn respond<T: Serialize>(
     page: &PageRequest,
     digest: &[u8; 32],
     show: impl Fn(&EntityUid) -> T,
-) -> Result<Response, AuthzenError> {
+) -> Result<Response, ApiError> {
     let binding = Binding {
         digest: *digest,
         revision: snapshot.entities.revision(),

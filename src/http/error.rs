@@ -89,6 +89,9 @@ pub enum ApiError {
     /// A reload was refused; the last good set keeps serving.
     #[error("{0}")]
     ReloadFailed(String),
+    /// The policies' residual for a plan holds something a plan cannot say.
+    #[error("{0}")]
+    PlanUnsupported(String),
     /// A bug or an environment failure; details are logged, not echoed.
     #[error("internal error")]
     Internal,
@@ -121,6 +124,7 @@ impl ApiError {
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin_disabled"),
             Self::ReloadFailed(_) => (StatusCode::UNPROCESSABLE_ENTITY, "reload_failed"),
+            Self::PlanUnsupported(_) => (StatusCode::UNPROCESSABLE_ENTITY, "plan_unsupported"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -19,6 +19,7 @@ mod handlers;
 mod json;
 mod lifecycle;
 mod middleware;
+mod plans;
 pub mod server;
 mod status;
 mod tokens;
@@ -190,6 +191,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             "/v1/is_authorized/batch",
             post(handlers::is_authorized_batch),
         )
+        .route("/v1/search", post(authzen_search::native))
+        .route("/v1/plan", post(plans::plan_resources))
         .route("/v1/policies", get(handlers::policies))
         .route("/v1/status", get(status::status));
     if state.callers.is_some() {

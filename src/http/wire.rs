@@ -2,6 +2,7 @@
 
 pub mod authzen;
 mod operations;
+pub mod search;
 
 pub use operations::*;
 

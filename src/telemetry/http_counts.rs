@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The route templates the API serves, and `unmatched` (before routing).
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 13] = [
     "/healthz",
     "/metrics",
     "/readyz",
@@ -18,7 +18,9 @@ const ROUTES: [&str; 11] = [
     "/v1/entities/{uid}",
     "/v1/is_authorized",
     "/v1/is_authorized/batch",
+    "/v1/plan",
     "/v1/policies",
+    "/v1/search",
     "/v1/status",
     "unmatched",
 ];

@@ -94,6 +94,24 @@ enum BenchWhat {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
         runs: u32,
     },
+    /// Time the "which?" questions (resource, subject and action search)
+    /// in process on generated data: p50/p99, candidates decided, results.
+    Search {
+        #[command(flatten)]
+        pack: PolicyArgs,
+        /// Stored entities to generate.
+        #[arg(long, default_value_t = 100_000)]
+        entities: usize,
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Searches per question.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        /// Also write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Redraw the chart from the JSON that `scale --json` wrote.
     Chart {
         /// Results of `scale --json`.
@@ -224,6 +242,35 @@ fn run(what: BenchWhat) -> Result<(), String> {
                 println!("chart: {}", path.display());
             }
             write_json(json.as_ref(), &points)
+        }
+        BenchWhat::Search {
+            pack,
+            entities,
+            seed,
+            samples,
+            json,
+        } => {
+            let policy_pack = PolicyPack::load(&pack.sources()).map_err(|p| p.render())?;
+            let data = crate::gen::generate(entities, seed);
+            let store = crate::entities::EntityMap::from_entities(data.to_stored()?, 1);
+            println!("{} entities, {} orgs", store.len(), data.orgs);
+            let figures =
+                crate::search::measure_searches(&policy_pack, &store, data.orgs, samples, seed)?;
+            println!(
+                "{:<40} {:>10} {:>10} {:>11} {:>9}",
+                "question", "p50 us", "p99 us", "candidates", "results"
+            );
+            for figure in &figures {
+                println!(
+                    "{:<40} {:>10.1} {:>10.1} {:>11.1} {:>9.1}",
+                    figure.question,
+                    figure.p50_us,
+                    figure.p99_us,
+                    figure.mean_candidates,
+                    figure.mean_results
+                );
+            }
+            write_json(json.as_ref(), &figures)
         }
         BenchWhat::Chart { from, out } => {
             let text = std::fs::read_to_string(&from)

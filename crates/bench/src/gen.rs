@@ -498,7 +498,8 @@ fn key_id(org: usize, k: usize) -> String {
     format!("org{org}-key-{k}")
 }
 
-fn thunk_id(org: usize, t: usize) -> String {
+/// The id of thunk `t` of org `org`.
+pub fn thunk_id(org: usize, t: usize) -> String {
     format!("org{org}-thunk-{t}")
 }
 

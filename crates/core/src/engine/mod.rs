@@ -7,6 +7,7 @@ mod decide;
 mod hierarchy;
 mod links;
 mod pack;
+pub mod plan;
 mod policies;
 mod reads;
 mod request_entities;
@@ -23,6 +24,7 @@ pub use links::{
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;
 pub use pack::{PackSources, PolicyPack, TypeNames};
+pub use plan::{plan, Condition, Plan, PlanError};
 pub use policies::{
     deref_level, load_policy_dir, parse_policy_texts, validate_policies, PolicyFiles, PolicyInfo,
 };
@@ -30,4 +32,6 @@ pub use request_entities::{
     RequestEntityError, RequestEntityMode, RequestEntityPolicy, DEFAULT_MAX_REQUEST_ENTITIES,
 };
 pub use schema::{load_schema, parse_schema_text};
-pub use search::{search, SearchRequest, Searched};
+pub use search::{
+    candidates as search_candidates, search, search_every_candidate, SearchRequest, Searched,
+};

@@ -8,6 +8,7 @@
 //! and walk them per request, which is a handful of hash look-ups.
 
 mod conform;
+mod index;
 mod links;
 mod load;
 mod shape;

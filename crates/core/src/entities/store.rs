@@ -4,8 +4,9 @@ use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use cedar_policy::EntityUid;
+use cedar_policy::{EntityTypeName, EntityUid};
 
+use super::index::EntityIndex;
 use super::{LinkChange, LinkMap, StoredEntity};
 
 /// One change to the store. A change carries the entity's full new state, so
@@ -32,6 +33,9 @@ pub struct EntityMap {
     entities: imbl::GenericHashMap<ByUid, (), UidHasher, imbl::shared_ptr::DefaultSharedPtr>,
     /// Template links, at the same revision: one snapshot holds both.
     links: LinkMap,
+    /// Entities by type, children by parent, referrers by attribute value:
+    /// what search and plans enumerate instead of the whole store.
+    index: EntityIndex,
     revision: u64,
 }
 
@@ -67,13 +71,15 @@ impl Borrow<EntityUid> for ByUid {
 impl EntityMap {
     /// Builds a map at `revision` from entities (later duplicates win).
     pub fn from_entities(entities: impl IntoIterator<Item = StoredEntity>, revision: u64) -> Self {
-        let entities = entities
+        let entities: imbl::GenericHashMap<ByUid, (), UidHasher, _> = entities
             .into_iter()
             .map(|e| (ByUid(Arc::new(e)), ()))
             .collect();
+        let index = EntityIndex::build(entities.keys().map(|key| &key.0));
         Self {
             entities,
             links: LinkMap::default(),
+            index,
             revision,
         }
     }
@@ -115,16 +121,47 @@ impl EntityMap {
         for change in changes {
             match change {
                 EntityChange::Upsert(entity) => {
+                    if let Some(old) = self.get(entity.uid_ref()).cloned() {
+                        self.index.remove(&old);
+                    }
+                    self.index.insert(&entity);
                     // Replaces the key too (imbl swaps the whole entry).
                     self.entities.insert(ByUid(entity), ());
                 }
                 EntityChange::Delete(uid) => {
-                    self.entities.remove(&uid);
+                    if let Some((old, ())) = self.entities.remove_with_key(&uid) {
+                        self.index.remove(&old.0);
+                    }
                 }
                 EntityChange::Link(change) => self.links.apply([change]),
             }
         }
         self.revision = revision;
+    }
+
+    /// The stored entities of `entity_type`, in no particular order.
+    pub fn of_type<'a>(
+        &'a self,
+        entity_type: &'a EntityTypeName,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.of_type(entity_type)
+    }
+
+    /// The stored entities that list `parent` as a direct parent.
+    pub fn children<'a>(
+        &'a self,
+        parent: &'a EntityUid,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.children(parent)
+    }
+
+    /// The stored entities whose attribute `attribute` names `target`.
+    pub fn referrers<'a>(
+        &'a self,
+        attribute: &'a str,
+        target: &'a EntityUid,
+    ) -> impl Iterator<Item = &'a Arc<StoredEntity>> + 'a {
+        self.index.referrers(attribute, target)
     }
 
     /// Every stored entity, in no particular order.

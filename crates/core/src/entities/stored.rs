@@ -112,6 +112,24 @@ impl StoredEntity {
         &self.uid
     }
 
+    /// The value of attribute `name`, if the entity has it.
+    pub fn attr(&self, name: &str) -> Option<&AttrValue> {
+        self.attrs
+            .binary_search_by(|(attr, _)| attr.as_ref().cmp(name))
+            .ok()
+            .and_then(|at| self.attrs.get(at))
+            .map(|(_, value)| value)
+    }
+
+    /// The attributes whose value is an entity reference (not inside a set
+    /// or record): what the referrer index keys on.
+    pub fn entity_attrs(&self) -> impl Iterator<Item = (&str, &EntityUid)> {
+        self.attrs.iter().filter_map(|(name, value)| match value {
+            AttrValue::Entity(uid) => Some((name.as_ref(), uid.as_ref())),
+            _ => None,
+        })
+    }
+
     /// Calls `visit(uid, in_set)` with every entity an attribute or tag value
     /// names. Outside sets (`in_set` false) are the only places a policy can
     /// dereference; a set's elements can only be named (compared, or used on
