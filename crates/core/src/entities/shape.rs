@@ -115,6 +115,28 @@ impl EntityShapes {
     pub(super) fn get(&self, name: &str) -> Option<&TypeShape> {
         self.by_name.get(name)
     }
+
+    /// True when `path`, read from an entity of type `ty`, goes through
+    /// attributes that each hold one entity (not a record, a set or a
+    /// value): what an index of entity-valued attributes can read
+    /// backwards. False for a type whose attributes are left to Cedar.
+    pub fn entity_path(&self, ty: &EntityTypeName, path: &[&str]) -> bool {
+        let mut current = ty.clone();
+        for attribute in path {
+            let Some(rules) = self
+                .by_name
+                .get(current.to_string().as_str())
+                .and_then(|shape| shape.rules.as_ref())
+            else {
+                return false;
+            };
+            match rules.attrs.get(attribute).map(|field| &field.shape) {
+                Some(ValueShape::Entity { name, .. }) => current = name.clone(),
+                _ => return false,
+            }
+        }
+        true
+    }
 }
 
 fn entity_rules(

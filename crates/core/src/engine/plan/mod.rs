@@ -141,6 +141,11 @@ pub fn plan(
         .iter()
         .map(|forbid| reader.condition(forbid))
         .collect::<Result<Vec<_>, _>>()?;
+    // Cedar gives residuals in no particular order: sorted, the same
+    // question always gets the same plan.
+    permits.sort_by_cached_key(|c| c.to_json().to_string());
+    let mut forbids = forbids;
+    forbids.sort_by_cached_key(|c| c.to_json().to_string());
     let allowed = simplify(Condition::And(vec![
         Condition::Or(permits),
         Condition::Not(Box::new(Condition::Or(forbids))),

@@ -148,7 +148,8 @@ fn translate(
         }
         Condition::Is(path, entity_type) => {
             let column = column(path, table)?;
-            let prefix = format!("{entity_type}::");
+            // `Org::"` (with the quote), so `Org` never matches `Org::Sub::"x"`.
+            let prefix = format!("{entity_type}::\"");
             let length = i64::try_from(prefix.len()).unwrap_or(i64::MAX);
             params.push(SqlParam::Integer(length));
             params.push(SqlParam::Text(prefix));

@@ -132,7 +132,7 @@ pub fn candidates(
             }
             let mut found = narrow::Candidates::default();
             for permit in &open.permits {
-                match narrow::candidates(store, permit, var, entity_type) {
+                match narrow::candidates(store, &pack.entity_shapes, permit, var, entity_type) {
                     Some(some) => found.extend(some),
                     None => return every(),
                 }

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use cedar_policy::{EntityId, EntityTypeName, EntityUid};
 use serde_json::Value;
 
-use crate::entities::EntityMap;
+use crate::entities::{EntityMap, EntityShapes};
 
 /// A set of uids.
 pub type Candidates = HashSet<EntityUid, foldhash::fast::RandomState>;
@@ -27,11 +27,17 @@ pub type Candidates = HashSet<EntityUid, foldhash::fast::RandomState>;
 /// narrowed.
 pub fn candidates(
     store: &EntityMap,
+    shapes: &EntityShapes,
     condition: &Value,
     var: &str,
     entity_type: &EntityTypeName,
 ) -> Option<Candidates> {
-    let narrowing = Narrowing { store, var };
+    let narrowing = Narrowing {
+        store,
+        shapes,
+        var,
+        var_type: entity_type,
+    };
     narrowing.of(condition).map(|found| {
         found
             .into_iter()
@@ -42,7 +48,10 @@ pub fn candidates(
 
 struct Narrowing<'a> {
     store: &'a EntityMap,
+    shapes: &'a EntityShapes,
     var: &'a str,
+    /// The searched variable's type: paths are read from it.
+    var_type: &'a EntityTypeName,
 }
 
 impl Narrowing<'_> {
@@ -87,7 +96,7 @@ impl Narrowing<'_> {
                     (Some(path), Some(entity)) => (path, entity),
                     _ => (self.path(right)?, entity_literal(left)?),
                 };
-                Some(self.reverse(&path, std::iter::once(entity).collect()))
+                self.reverse(&path, std::iter::once(entity).collect())
             }
             "in" => self.membership(operands.get("left")?, operands.get("right")?),
             "is" => self.membership(operands.get("left")?, operands.get("in")?),
@@ -103,11 +112,11 @@ impl Narrowing<'_> {
             for target in targets {
                 self.descendants_or_self(target, &mut within);
             }
-            return Some(self.reverse(&path, within));
+            return self.reverse(&path, within);
         }
         let path = self.path(right)?;
         let member = entity_literal(left)?;
-        Some(self.reverse(&path, self.ancestors_or_self(member)))
+        self.reverse(&path, self.ancestors_or_self(member))
     }
 
     /// `var.a.b...` as its attribute names (empty for `var` itself).
@@ -125,8 +134,14 @@ impl Narrowing<'_> {
     }
 
     /// The entities whose value at `path` is in `targets`: the referrer
-    /// index read backwards from the last attribute to the first.
-    fn reverse(&self, path: &[&str], targets: Candidates) -> Candidates {
+    /// index read backwards from the last attribute to the first. `None`
+    /// (no narrowing) unless every attribute on the path holds one entity:
+    /// the index knows only those, and a record or set on the way would
+    /// read as "no entity" (a missed Allow).
+    fn reverse(&self, path: &[&str], targets: Candidates) -> Option<Candidates> {
+        if !self.shapes.entity_path(self.var_type, path) {
+            return None;
+        }
         let mut current = targets;
         for attribute in path.iter().rev() {
             let mut previous = Candidates::default();
@@ -139,7 +154,7 @@ impl Narrowing<'_> {
             }
             current = previous;
         }
-        current
+        Some(current)
     }
 
     /// `root` and every stored entity below it.

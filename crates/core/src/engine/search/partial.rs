@@ -116,10 +116,24 @@ pub fn partially_evaluate(
     let entities = Entities::from_entities(entities, None).map_err(|e| evaluation(&e))?;
     let entities =
         PartialEntities::from_concrete(entities, &pack.schema).map_err(|e| evaluation(&e))?;
+    // Template links stored as data are linked per decision (engine::links)
+    // and not part of the policies partially evaluated here: with any link
+    // stored, say so (search then confirms every entity of the type, and a
+    // plan is refused) rather than give an answer that leaves them out.
+    if !store.links().is_empty() {
+        return Err(PartialError::Evaluation(
+            "template links stored as data are not partially evaluated yet".to_string(),
+        ));
+    }
     let policies = pack.policies_for(action);
     let response = policies
         .tpe(&request, &entities, &pack.schema)
         .map_err(|e| evaluation(&e))?;
+    // A forbid that errors whatever the unknown is denies every decision
+    // (fail closed); Cedar's partial decision would ignore it.
+    if response.error_forbids().next().is_some() {
+        return Ok(Residuals::Decided(cedar_policy::Decision::Deny));
+    }
     if let Some(decision) = response.decision() {
         return Ok(Residuals::Decided(decision));
     }
