@@ -192,8 +192,7 @@ fn a_request_may_not_describe_what_a_link_names() {
         &request(drafts),
         &new_only,
     )
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     assert!(
         error
             .to_string()

@@ -245,6 +245,45 @@ fn content_hash<'a>(files: impl Iterator<Item = (&'a str, &'a str)>) -> String {
 }
 
 /// The repository's shipped pack, for unit tests across the crate.
+/// The entity literals a template names (scope and condition), without its
+/// slots: read from a link of the template whose slots hold a placeholder
+/// (an id no data would use; Cedar gives literals for policies, not
+/// templates).
+fn template_literals(template: &cedar_policy::Template) -> Result<Vec<EntityUid>, String> {
+    let placeholder = EntityUid::from_type_name_and_id(
+        "CedarSidecarSlot".parse().map_err(|e| {
+            format!(
+                "cannot read the literals of template `{}`: {e}",
+                template.id()
+            )
+        })?,
+        cedar_policy::EntityId::new("\u{0}slot"),
+    );
+    let values = template
+        .slots()
+        .map(|slot| (slot.clone(), placeholder.clone()))
+        .collect();
+    let mut set = cedar_policy::PolicySet::new();
+    let probe = cedar_policy::PolicyId::new("literals-probe");
+    let fail = |e: &dyn std::fmt::Display| {
+        format!(
+            "cannot read the literals of template `{}`: {e}",
+            template.id()
+        )
+    };
+    set.add_template(template.clone()).map_err(|e| fail(&e))?;
+    set.link(template.id().clone(), probe.clone(), values)
+        .map_err(|e| fail(&e))?;
+    let linked = set
+        .policy(&probe)
+        .ok_or_else(|| fail(&"the probe link is missing"))?;
+    Ok(linked
+        .entity_literals()
+        .into_iter()
+        .filter(|uid| *uid != placeholder)
+        .collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::expect_used)]
 pub(crate) fn shipped_pack() -> PolicyPack {
@@ -307,43 +346,4 @@ mod tests {
         let forbids = forbid_ids(&set);
         assert_eq!(forbids, [PolicyId::new("deny-pete")].into_iter().collect());
     }
-}
-
-/// The entity literals a template names (scope and condition), without its
-/// slots: read from a link of the template whose slots hold a placeholder
-/// (an id no data would use; Cedar gives literals for policies, not
-/// templates).
-fn template_literals(template: &cedar_policy::Template) -> Result<Vec<EntityUid>, String> {
-    let placeholder = EntityUid::from_type_name_and_id(
-        "CedarSidecarSlot".parse().map_err(|e| {
-            format!(
-                "cannot read the literals of template `{}`: {e}",
-                template.id()
-            )
-        })?,
-        cedar_policy::EntityId::new("\u{0}slot"),
-    );
-    let values = template
-        .slots()
-        .map(|slot| (slot.clone(), placeholder.clone()))
-        .collect();
-    let mut set = cedar_policy::PolicySet::new();
-    let probe = cedar_policy::PolicyId::new("literals-probe");
-    let fail = |e: &dyn std::fmt::Display| {
-        format!(
-            "cannot read the literals of template `{}`: {e}",
-            template.id()
-        )
-    };
-    set.add_template(template.clone()).map_err(|e| fail(&e))?;
-    set.link(template.id().clone(), probe.clone(), values)
-        .map_err(|e| fail(&e))?;
-    let linked = set
-        .policy(&probe)
-        .ok_or_else(|| fail(&"the probe link is missing"))?;
-    Ok(linked
-        .entity_literals()
-        .into_iter()
-        .filter(|uid| *uid != placeholder)
-        .collect())
 }
