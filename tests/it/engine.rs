@@ -214,3 +214,26 @@ fn a_request_may_not_describe_what_a_link_names() {
     .unwrap();
     assert_eq!(decision.verdict, Verdict::Deny);
 }
+
+/// Search sees template links stored as data: a folder granted by a link
+/// is found (the partial evaluation leaves links out, so search confirms
+/// every entity of the type), and equals deciding every candidate.
+#[test]
+fn search_finds_what_links_grant() {
+    use cedar_sidecar::engine::{search, search_every_candidate, SearchRequest, Searched};
+    let snapshot = load_fixture(&fixture("engine").join("templates"));
+    let request = SearchRequest {
+        principal: Some(r#"User::"bob""#.parse().unwrap()),
+        action: Some(r#"Action::"read""#.parse().unwrap()),
+        resource: None,
+        context: Some(serde_json::json!({"n": 1})),
+    };
+    let searched = Searched::Resources("Doc".parse().unwrap());
+    let found = search(&snapshot.pack, &snapshot.entities, &request, &searched);
+    let expected: Vec<cedar_policy::EntityUid> = vec![r#"Doc::"pay""#.parse().unwrap()];
+    assert_eq!(found, expected, "bob reads hr's docs through his link");
+    assert_eq!(
+        found,
+        search_every_candidate(&snapshot.pack, &snapshot.entities, &request, &searched)
+    );
+}

@@ -281,3 +281,66 @@ proptest! {
         check(seed);
     }
 }
+
+/// A forbid that errors whatever the resource denies every decision (fail
+/// closed), so the plan is `always_deny`, even where a permit holds for
+/// every resource (Cedar's partial decision alone would say Allow).
+#[test]
+fn a_forbid_that_errors_makes_the_plan_deny() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/plan-docs");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            dir.path().join("policies").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.path().join("policies/limits.cedar"),
+        "@id(\"boss-views-all\")\npermit (principal == User::\"boss\", action, resource);\n\
+         @id(\"budget\")\nforbid (principal, action, resource) when { context.n + 1 > 100 };\n",
+    )
+    .unwrap();
+    let schema = std::fs::read_to_string(root.join("schema.cedarschema"))
+        .unwrap()
+        .replace(
+            "action view appliesTo { principal: User, resource: Document };",
+            "action view appliesTo { principal: User, resource: Document, context: { n: Long } };",
+        );
+    assert!(schema.contains("context: { n: Long }"));
+    std::fs::write(dir.path().join("schema.cedarschema"), schema).unwrap();
+    let pack = PolicyPack::load(&PackSources {
+        policies: dir.path().join("policies"),
+        schema: dir.path().join("schema.cedarschema"),
+    })
+    .unwrap();
+    let boss = uid("User", "boss");
+    let store = EntityMap::from_entities(
+        [StoredEntity::new(Entity::new_no_attrs(boss.clone(), HashSet::new())).unwrap()],
+        1,
+    );
+    let view = uid("Action", "view");
+    let document = "Document".parse().unwrap();
+    let plan_with = |n: i64| {
+        plan(
+            &pack,
+            &store,
+            &boss,
+            &view,
+            &document,
+            Some(&serde_json::json!({"n": n})),
+        )
+        .unwrap()
+    };
+    // Every document but others' secrets.
+    assert!(
+        matches!(plan_with(1), Plan::Conditional(_)),
+        "{:?}",
+        plan_with(1)
+    );
+    assert_eq!(plan_with(i64::MAX), Plan::AlwaysDeny, "the forbid errors");
+    assert_eq!(plan_with(500), Plan::AlwaysDeny, "the forbid holds");
+}
