@@ -18,7 +18,7 @@ pub mod sql;
 use cedar_policy::{EntityTypeName, EntityUid};
 use serde_json::{json, Value};
 
-use super::search::narrow::{entity_json, entity_literal};
+use super::search::narrow::{entity_json, entity_literal, entity_literals, single};
 use super::search::partial::{ancestors, partially_evaluate, PartialError, Residuals, Unknown};
 use super::PolicyPack;
 use crate::entities::EntityMap;
@@ -292,17 +292,6 @@ fn flip(op: CompareOp) -> CompareOp {
     }
 }
 
-fn single(expr: &Value) -> Option<(&str, &Value)> {
-    let fields = expr.as_object()?;
-    if fields.len() != 1 {
-        return None;
-    }
-    fields
-        .iter()
-        .next()
-        .map(|(key, value)| (key.as_str(), value))
-}
-
 /// `resource.a.b...` as its attribute names.
 fn path(expr: &Value) -> Option<Vec<String>> {
     let (op, operands) = single(expr)?;
@@ -327,18 +316,6 @@ fn literal(expr: &Value) -> Option<Literal> {
         Value::String(s) => Some(Literal::String(s.clone())),
         Value::Number(n) => n.as_i64().map(Literal::Long),
         Value::Object(_) => entity_json(value).map(Literal::Entity),
-        _ => None,
-    }
-}
-
-fn entity_literals(expr: &Value) -> Option<Vec<EntityUid>> {
-    if let Some(one) = entity_literal(expr) {
-        return Some(vec![one]);
-    }
-    let (op, items) = single(expr)?;
-    match op {
-        "Set" => items.as_array()?.iter().map(entity_literal).collect(),
-        "Value" => items.as_array()?.iter().map(entity_json).collect(),
         _ => None,
     }
 }

@@ -187,7 +187,7 @@ impl Narrowing<'_> {
 }
 
 /// An EST node's one key and its operands.
-fn single(expr: &Value) -> Option<(&str, &Value)> {
+pub fn single(expr: &Value) -> Option<(&str, &Value)> {
     let fields = expr.as_object()?;
     if fields.len() != 1 {
         return None;
@@ -217,7 +217,7 @@ pub fn entity_json(value: &Value) -> Option<EntityUid> {
 }
 
 /// A literal entity, or a literal set of them.
-fn entity_literals(expr: &Value) -> Option<Vec<EntityUid>> {
+pub fn entity_literals(expr: &Value) -> Option<Vec<EntityUid>> {
     if let Some(one) = entity_literal(expr) {
         return Some(vec![one]);
     }
