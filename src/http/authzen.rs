@@ -162,21 +162,14 @@ pub async fn evaluation(
 ) -> Result<Response, AuthzenError> {
     let snapshot = current(&state)?;
     let reasons = request.options.unwrap_or_default().include_reasons;
-    let items = vec![Ok(request)];
-    let mut decided = decide_items(
+    let decision = decide_one(
         &state,
         &snapshot,
         &meta,
         Endpoint::AuthzenEvaluation,
-        items,
-        EvaluationsSemantic::ExecuteAll,
+        request,
     )
     .await?;
-    let decision = match decided.pop() {
-        Some(Ok(decision)) => decision,
-        Some(Err(error)) => return Err(error.into()),
-        None => return Err(ApiError::Internal.into()),
-    };
     Ok(with_versions(Json(answer(decision, reasons)), &snapshot))
 }
 
@@ -194,20 +187,14 @@ pub async fn evaluations(
         // No items: exactly a single evaluation of the top-level request.
         let request = batch.single()?;
         let snapshot = current(&state)?;
-        let mut decided = decide_items(
+        let decision = decide_one(
             &state,
             &snapshot,
             &meta,
             Endpoint::AuthzenEvaluations,
-            vec![Ok(request)],
-            EvaluationsSemantic::ExecuteAll,
+            request,
         )
         .await?;
-        let decision = match decided.pop() {
-            Some(Ok(decision)) => decision,
-            Some(Err(error)) => return Err(error.into()),
-            None => return Err(ApiError::Internal.into()),
-        };
         return Ok(with_versions(
             Json(answer(decision, options.include_reasons)),
             &snapshot,
@@ -304,6 +291,24 @@ type Decided = Result<AuthorizeResponse, ApiError>;
 /// `semantic` says. Items carrying request entities to parse are decided
 /// in the CPU pool (Cedar's entity parser is CPU work), never on an async
 /// worker; the entity bound holds for the whole request.
+/// One request decided as a batch of one: its error is the answer's.
+async fn decide_one(
+    state: &AppState,
+    snapshot: &Arc<Snapshot>,
+    meta: &RequestMeta,
+    endpoint: Endpoint,
+    request: EvaluationRequest,
+) -> Result<AuthorizeResponse, AuthzenError> {
+    let items = vec![Ok(request)];
+    let semantic = EvaluationsSemantic::ExecuteAll;
+    let mut decided = decide_items(state, snapshot, meta, endpoint, items, semantic).await?;
+    match decided.pop() {
+        Some(Ok(decision)) => Ok(decision),
+        Some(Err(error)) => Err(error.into()),
+        None => Err(ApiError::Internal.into()),
+    }
+}
+
 async fn decide_items(
     state: &AppState,
     snapshot: &Arc<Snapshot>,
