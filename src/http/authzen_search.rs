@@ -10,7 +10,9 @@
 //! A token from another request, another snapshot or another process, or
 //! one changed in any way, is refused (400): the caller starts over.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::Response;
@@ -31,8 +33,9 @@ use super::wire::authzen::{
 };
 use super::wire::search::NativeSearchRequest;
 use super::{ApiError, AppState};
-use crate::engine::{search, SearchRequest, Searched};
+use crate::engine::{search_while, SearchRequest, Searched};
 use crate::state::Snapshot;
+use crate::telemetry::{SearchEnd, SearchKind};
 
 /// Results on a page when the request names no `page.limit`.
 pub const DEFAULT_PAGE_LIMIT: usize = 100;
@@ -193,17 +196,33 @@ async fn respond<T: Serialize>(
         None => Vec::new(),
         Some(searched) => {
             let job_snapshot = snapshot.clone();
+            let caller_gone = StopOnDrop::default();
+            let stop = caller_gone.0.clone();
+            let metrics = state.metrics.clone();
             state
                 .cpu
                 .run(move || {
-                    search(
+                    let started = Instant::now();
+                    let found = search_while(
                         &job_snapshot.pack,
                         &job_snapshot.entities,
                         &query,
                         &searched,
-                    )
+                        || !stop.load(Ordering::Relaxed),
+                    );
+                    let (end, results) = match &found {
+                        Some(found) => (SearchEnd::Answered, found.len()),
+                        None => (SearchEnd::Stopped, 0),
+                    };
+                    metrics
+                        .search
+                        .record_search(kind(&searched), end, results, started.elapsed());
+                    found
                 })
                 .await?
+                // Only a dropped request stops a search, and then nobody
+                // reads this answer.
+                .ok_or(ApiError::Internal)?
         }
     };
     let total = found.len();
@@ -230,6 +249,26 @@ async fn respond<T: Serialize>(
         }),
         &snapshot,
     ))
+}
+
+fn kind(searched: &Searched) -> SearchKind {
+    match searched {
+        Searched::Subjects(_) => SearchKind::Subject,
+        Searched::Resources(_) => SearchKind::Resource,
+        Searched::Actions => SearchKind::Action,
+    }
+}
+
+/// Set when the request that started a search is dropped (its timeout
+/// fired or its client went away), which the search reads between
+/// decisions: a search nobody waits for gives its core back.
+#[derive(Default)]
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What a page token is bound to.

@@ -45,7 +45,12 @@ pub async fn plan_resources(
         .await?
         .map_err(|error| match error {
             PlanError::Request(message) => ApiError::RequestSchemaViolation(message),
-            PlanError::Unsupported(_) => ApiError::PlanUnsupported(error.to_string()),
+            PlanError::Unsupported(_) => {
+                state.metrics.search.record_plan("unsupported");
+                ApiError::PlanUnsupported(error.to_string())
+            }
         })?;
-    Ok(with_versions(Json(PlanResponse::from(&planned)), &snapshot))
+    let answer = PlanResponse::from(&planned);
+    state.metrics.search.record_plan(answer.kind);
+    Ok(with_versions(Json(answer), &snapshot))
 }

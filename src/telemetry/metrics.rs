@@ -17,6 +17,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::http_counts::HttpCounts;
+use super::search_metrics::SearchMetrics;
 
 /// Upper bounds (seconds) of the decision latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -171,6 +172,8 @@ pub struct Metrics {
     connections_rejected: [AtomicU64; 2],
     /// Connections cut by a timeout: [listener] x [header, idle].
     connections_timed_out: [[AtomicU64; 2]; 2],
+    /// Searches and plans.
+    pub search: SearchMetrics,
 }
 
 /// Values read from the current snapshot when metrics are rendered.
@@ -540,6 +543,7 @@ impl Collector for Scrape {
             load(&m.sync_reloads),
         )?;
         self.encode_connections(&mut encoder)?;
+        m.search.encode(&mut encoder)?;
         single_counter(
             &mut encoder,
             "cedar_sync_restarts",
@@ -632,22 +636,24 @@ impl Scrape {
                 )?;
             }
         }
-        let mut family = encoder.encode_descriptor(
+        {
+            let mut family = encoder.encode_descriptor(
             "cedar_http_connections_timed_out",
             "Connections cut by the server: a request head not complete in time (header) or no request for too long (idle).",
             None,
             MetricType::Counter,
         )?;
-        for listener in listeners {
-            for (column, timeout) in [ConnectionTimeout::Header, ConnectionTimeout::Idle]
-                .into_iter()
-                .enumerate()
-            {
-                let labels = [("listener", listener.label()), ("timeout", timeout.label())];
-                counter(
-                    &mut family.encode_family(&labels)?,
-                    m.connections_timed_out[listener.index()][column].load(Ordering::Relaxed),
-                )?;
+            for listener in listeners {
+                for (column, timeout) in [ConnectionTimeout::Header, ConnectionTimeout::Idle]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let labels = [("listener", listener.label()), ("timeout", timeout.label())];
+                    counter(
+                        &mut family.encode_family(&labels)?,
+                        m.connections_timed_out[listener.index()][column].load(Ordering::Relaxed),
+                    )?;
+                }
             }
         }
         Ok(())

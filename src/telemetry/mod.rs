@@ -5,6 +5,7 @@ mod decision_log;
 mod http_counts;
 pub(crate) mod metrics;
 mod rate_limit;
+mod search_metrics;
 
 pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
@@ -14,3 +15,4 @@ pub use metrics::{
     ConnectionTimeout, DecisionLogLoss, Endpoint, Listener, Metrics, SnapshotGauges,
 };
 pub use rate_limit::RateLimit;
+pub use search_metrics::{SearchEnd, SearchKind, SearchMetrics, PLAN_KINDS};

@@ -22,6 +22,7 @@ mod plan_sql;
 mod policy_tests;
 mod raw_http;
 mod search_equivalence;
+mod search_limits;
 mod slice_equivalence;
 mod support;
 mod trust;

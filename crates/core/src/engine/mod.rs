@@ -33,5 +33,6 @@ pub use request_entities::{
 };
 pub use schema::{load_schema, parse_schema_text};
 pub use search::{
-    candidates as search_candidates, search, search_every_candidate, SearchRequest, Searched,
+    candidates as search_candidates, search, search_every_candidate, search_while, SearchRequest,
+    Searched,
 };

@@ -121,21 +121,25 @@ impl EntityShapes {
     /// value): what an index of entity-valued attributes can read
     /// backwards. False for a type whose attributes are left to Cedar.
     pub fn entity_path(&self, ty: &EntityTypeName, path: &[&str]) -> bool {
+        self.entity_path_type(ty, path).is_some()
+    }
+
+    /// The entity type found at the end of `path` read from an entity of
+    /// type `ty` (the type itself for an empty path), when every step is an
+    /// attribute declared to hold one entity; `None` otherwise.
+    pub fn entity_path_type(&self, ty: &EntityTypeName, path: &[&str]) -> Option<EntityTypeName> {
         let mut current = ty.clone();
         for attribute in path {
-            let Some(rules) = self
+            let rules = self
                 .by_name
                 .get(current.to_string().as_str())
-                .and_then(|shape| shape.rules.as_ref())
-            else {
-                return false;
-            };
+                .and_then(|shape| shape.rules.as_ref())?;
             match rules.attrs.get(attribute).map(|field| &field.shape) {
                 Some(ValueShape::Entity { name, .. }) => current = name.clone(),
-                _ => return false,
+                _ => return None,
             }
         }
-        true
+        Some(current)
     }
 }
 

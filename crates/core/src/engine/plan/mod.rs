@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use super::search::narrow::{entity_json, entity_literal, entity_literals, single};
 use super::search::partial::{ancestors, partially_evaluate, PartialError, Residuals, Unknown};
 use super::PolicyPack;
-use crate::entities::EntityMap;
+use crate::entities::{EntityMap, EntityShapes};
 
 /// What a plan says.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,7 +127,11 @@ pub fn plan(
     if open.forbid_errors {
         return Ok(Plan::AlwaysDeny);
     }
-    let reader = Reader { store };
+    let reader = Reader {
+        store,
+        shapes: &pack.entity_shapes,
+        resource_type,
+    };
     let mut permits = open
         .permits
         .iter()
@@ -160,6 +164,10 @@ pub fn plan(
 /// Reads EST residuals (over `resource`) into conditions.
 struct Reader<'a> {
     store: &'a EntityMap,
+    /// What the schema declares, to type the entity at a path.
+    shapes: &'a EntityShapes,
+    /// The type of `resource`.
+    resource_type: &'a EntityTypeName,
 }
 
 impl Reader<'_> {
@@ -263,6 +271,13 @@ impl Reader<'_> {
             None => Vec::new(),
         };
         entities.push(member);
+        // The entity at the path has one declared type: the principal's
+        // ancestors of other types could never match, and a plan does not
+        // tell the caller about them.
+        let steps: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(entity_type) = self.shapes.entity_path_type(self.resource_type, &steps) {
+            entities.retain(|entity| entity.type_name() == &entity_type);
+        }
         sort_uids(&mut entities);
         Ok(Condition::OneOf(path, entities))
     }

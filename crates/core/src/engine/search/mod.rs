@@ -59,12 +59,38 @@ pub fn search(
     request: &SearchRequest,
     searched: &Searched,
 ) -> Vec<EntityUid> {
+    search_while(pack, store, request, searched, || true).unwrap_or_default()
+}
+
+/// Candidates decided between two looks at `go_on`.
+const DECISIONS_BETWEEN_CHECKS: usize = 64;
+
+/// [`search`] that asks `go_on` every few decisions and gives up (`None`)
+/// when it says no: a search whose caller has gone (its request timed out)
+/// stops instead of deciding every remaining candidate on a core that live
+/// requests need.
+pub fn search_while(
+    pack: &PolicyPack,
+    store: &EntityMap,
+    request: &SearchRequest,
+    searched: &Searched,
+    go_on: impl Fn() -> bool,
+) -> Option<Vec<EntityUid>> {
     let mut candidates = candidates(pack, store, request, searched);
+    if !go_on() {
+        return None;
+    }
     candidates.sort_by_cached_key(ToString::to_string);
-    candidates
-        .into_iter()
-        .filter(|candidate| allowed(pack, store, request, searched, candidate))
-        .collect()
+    let mut found = Vec::new();
+    for (decided, candidate) in candidates.into_iter().enumerate() {
+        if decided % DECISIONS_BETWEEN_CHECKS == DECISIONS_BETWEEN_CHECKS - 1 && !go_on() {
+            return None;
+        }
+        if allowed(pack, store, request, searched, &candidate) {
+            found.push(candidate);
+        }
+    }
+    Some(found)
 }
 
 /// Every stored candidate, each decided: what [`search`] must equal (for
@@ -225,5 +251,33 @@ mod tests {
             &Searched::Actions,
         );
         assert_eq!(found, Vec::<EntityUid>::new());
+    }
+
+    #[test]
+    fn a_search_told_to_stop_gives_up() {
+        let pack = shipped_pack();
+        let entities = crate::entities::load_entities_file(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../demo/entities.json"
+            )),
+            &pack.schema,
+        )
+        .unwrap();
+        let store = EntityMap::from_entities(entities, 1);
+        let request = SearchRequest {
+            principal: Some(uid(r#"User::"paula""#)),
+            action: Some(uid(r#"Action::"UseEnvironment""#)),
+            resource: None,
+            context: None,
+        };
+        let searched = Searched::Resources("Environment".parse().unwrap());
+        let everything = search_while(&pack, &store, &request, &searched, || true).unwrap();
+        assert!(!everything.is_empty());
+        assert_eq!(everything, search(&pack, &store, &request, &searched));
+        assert_eq!(
+            search_while(&pack, &store, &request, &searched, || false),
+            None
+        );
     }
 }
