@@ -283,6 +283,7 @@ async fn serve(
             Some(url) => Arc::from(url.trim_end_matches('/')),
             None => Arc::from(format!("http://{}", config.listen)),
         },
+        search_cache: Arc::default(),
     };
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;

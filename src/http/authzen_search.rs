@@ -27,6 +27,7 @@ use subtle::ConstantTimeEq;
 use super::authzen::{AuthzenError, AuthzenJson};
 use super::handlers::{current, with_versions};
 use super::json::JsonBody;
+use super::search_cache::SearchKey;
 use super::wire::authzen::{
     action_named, search_context, ActionSearchRequest, FoundAction, FoundEntity, PageRequest,
     PageResponse, ResourceSearchRequest, SearchResponse, SubjectSearchRequest,
@@ -47,7 +48,7 @@ pub async fn subjects(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<Response, AuthzenError> {
-    let (request, page, digest) = parse::<SubjectSearchRequest>(body)?;
+    let (request, page, digest) = parse::<SubjectSearchRequest>("subject", body)?;
     let snapshot = current(&state)?;
     let pack = &snapshot.pack;
     let searched = match request.subject.entity_type.parse() {
@@ -68,7 +69,7 @@ pub async fn resources(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<Response, AuthzenError> {
-    let (request, page, digest) = parse::<ResourceSearchRequest>(body)?;
+    let (request, page, digest) = parse::<ResourceSearchRequest>("resource", body)?;
     let snapshot = current(&state)?;
     let pack = &snapshot.pack;
     let searched = match request.resource.entity_type.parse() {
@@ -89,7 +90,7 @@ pub async fn actions(
     State(state): State<AppState>,
     AuthzenJson(body): AuthzenJson<Value>,
 ) -> Result<Response, AuthzenError> {
-    let (request, page, digest) = parse::<ActionSearchRequest>(body)?;
+    let (request, page, digest) = parse::<ActionSearchRequest>("action", body)?;
     let snapshot = current(&state)?;
     let pack = &snapshot.pack;
     let query = SearchRequest {
@@ -119,7 +120,7 @@ pub async fn native(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<Response, ApiError> {
-    let (request, page, digest) = parse::<NativeSearchRequest>(body)?;
+    let (request, page, digest) = parse::<NativeSearchRequest>("native", body)?;
     let snapshot = current(&state)?;
     let search = request.into_search(&snapshot.pack.type_names)?;
     let query = SearchRequest {
@@ -147,9 +148,13 @@ fn entity(uid: &EntityUid) -> FoundEntity {
     }
 }
 
-/// The typed request, its `page`, and the digest of the rest (what a token
-/// is bound to).
-fn parse<T: DeserializeOwned>(mut body: Value) -> Result<(T, PageRequest, [u8; 32]), ApiError> {
+/// The typed request, its `page`, and the digest of the search (`kind`)
+/// and the rest of the body: what a token and a kept result are bound to
+/// (the same body asks another question of another search).
+fn parse<T: DeserializeOwned>(
+    kind: &str,
+    mut body: Value,
+) -> Result<(T, PageRequest, [u8; 32]), ApiError> {
     let page = match body
         .as_object_mut()
         .and_then(|fields| fields.remove("page"))
@@ -158,7 +163,11 @@ fn parse<T: DeserializeOwned>(mut body: Value) -> Result<(T, PageRequest, [u8; 3
         Some(page) => serde_json::from_value(page)
             .map_err(|e| ApiError::InvalidRequest(format!("page: {e}")))?,
     };
-    let digest: [u8; 32] = Sha256::digest(body.to_string().as_bytes()).into();
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(body.to_string().as_bytes());
+    let digest: [u8; 32] = hasher.finalize().into();
     let request =
         serde_json::from_value(body).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     Ok((request, page, digest))
@@ -191,15 +200,22 @@ async fn respond<T: Serialize>(
             usize::try_from(limit).unwrap_or(MAX_PAGE_LIMIT)
         })
         .clamp(1, MAX_PAGE_LIMIT);
-    let found = match searched {
+    let key = SearchKey {
+        digest: *digest,
+        revision: binding.revision,
+        policy_version: binding.policy_version.clone(),
+    };
+    let found = match (searched, state.search_cache.get(&key)) {
+        // The same search on the same snapshot: the same results.
+        (_, Some(found)) => found,
         // A type name that cannot exist finds nothing.
-        None => Vec::new(),
-        Some(searched) => {
+        (None, None) => Arc::new(Vec::new()),
+        (Some(searched), None) => {
             let job_snapshot = snapshot.clone();
             let caller_gone = StopOnDrop::default();
             let stop = caller_gone.0.clone();
             let metrics = state.metrics.clone();
-            state
+            let found = state
                 .cpu
                 .run(move || {
                     let started = Instant::now();
@@ -222,7 +238,10 @@ async fn respond<T: Serialize>(
                 .await?
                 // Only a dropped request stops a search, and then nobody
                 // reads this answer.
-                .ok_or(ApiError::Internal)?
+                .ok_or(ApiError::Internal)?;
+            let found = Arc::new(found);
+            state.search_cache.put(key, found.clone());
+            found
         }
     };
     let total = found.len();

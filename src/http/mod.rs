@@ -20,6 +20,7 @@ mod json;
 mod lifecycle;
 mod middleware;
 mod plans;
+mod search_cache;
 pub mod server;
 mod status;
 mod tokens;
@@ -44,6 +45,7 @@ pub use fd_limit::fit_connection_cap;
 pub use handlers::{POLICY_VERSION_HEADER, REVISION_HEADER};
 pub use lifecycle::{Lifecycle, Phase};
 pub use middleware::REQUEST_ID_HEADER;
+pub use search_cache::SearchCache;
 pub use server::Server;
 pub use tokens::{
     presented_bearer, warn_if_short, CallerTokens, TokenFileError, TokenSet, MIN_TOKEN_BYTES,
@@ -126,6 +128,8 @@ pub struct AppState {
     pub gateway: Option<Arc<Gateway>>,
     /// The public base URL AuthZEN's metadata names (`public_url`).
     pub public_url: Arc<str>,
+    /// The last searches' results, for their next pages.
+    pub search_cache: Arc<SearchCache>,
 }
 
 impl AppState {
@@ -151,6 +155,7 @@ impl AppState {
             lifecycle: Arc::new(Lifecycle::default()),
             gateway: None,
             public_url: Arc::from("http://127.0.0.1:8180"),
+            search_cache: Arc::default(),
         }
     }
 }

@@ -8,14 +8,25 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// The route templates the API serves, and `unmatched` (before routing).
-const ROUTES: [&str; 13] = [
+/// The route templates the API serves (the gateway doors' under their
+/// default prefix), and `unmatched` (before routing).
+const ROUTES: [&str; 23] = [
+    "/.well-known/authzen-configuration",
+    "/access/v1/evaluation",
+    "/access/v1/evaluations",
+    "/access/v1/search/action",
+    "/access/v1/search/resource",
+    "/access/v1/search/subject",
+    "/ext_authz",
+    "/ext_authz/",
+    "/ext_authz/{*original}",
     "/healthz",
     "/metrics",
     "/readyz",
     "/v1/admin/reload",
     "/v1/entities",
     "/v1/entities/{uid}",
+    "/v1/gateway/auth",
     "/v1/is_authorized",
     "/v1/is_authorized/batch",
     "/v1/plan",

@@ -115,6 +115,19 @@ async fn searches_and_plans_are_counted() {
     let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
     // Levels 1 and 2 of every three documents.
     assert_eq!(answer["page"]["total"], 20, "{body}");
+    // The next pages come from the kept results: no search again.
+    let token = answer["page"]["next_token"].as_str().unwrap();
+    let next = SEARCH.replace(
+        r#""page": {"limit": 2}"#,
+        &format!(r#""page": {{"limit": 2, "token": "{token}"}}"#),
+    );
+    let (status, body) = post(&state, "/v1/search", &next).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""id":"d000004""#), "{body}");
+    // The same body is another question to AuthZEN's search: searched.
+    let (status, body) = post(&state, "/access/v1/search/resource", r#"{
+        "subject": {"type": "User", "id": "u"}, "action": {"name": "read"}, "resource": {"type": "Doc"}}"#).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = post(
         &state,
         "/v1/plan",
@@ -126,10 +139,10 @@ async fn searches_and_plans_are_counted() {
     assert!(body.contains("\"kind\":\"conditional\""), "{body}");
     let text = metrics_text(&state);
     for line in [
-        "cedar_searches_total{kind=\"resource\",end=\"answered\"} 1",
+        "cedar_searches_total{kind=\"resource\",end=\"answered\"} 2",
         "cedar_searches_total{kind=\"resource\",end=\"stopped\"} 0",
-        "cedar_search_results_total 20",
-        "cedar_search_duration_seconds_count 1",
+        "cedar_search_results_total 40",
+        "cedar_search_duration_seconds_count 2",
         "cedar_plans_total{kind=\"conditional\"} 1",
         "cedar_plans_total{kind=\"always_allow\"} 0",
     ] {
