@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The route templates the API serves, and `unmatched` (before routing).
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 15] = [
     "/healthz",
     "/metrics",
     "/readyz",
@@ -20,6 +20,8 @@ const ROUTES: [&str; 13] = [
     "/v1/is_authorized/batch",
     "/v1/plan",
     "/v1/policies",
+    "/v1/policy-links",
+    "/v1/policy-links/{id}",
     "/v1/search",
     "/v1/status",
     "unmatched",

@@ -7,6 +7,7 @@
 
 mod acl;
 mod cases;
+mod links;
 mod harness;
 mod pki;
 mod proxy;
