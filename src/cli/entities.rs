@@ -305,8 +305,8 @@ impl JsonArrayOut {
     }
 
     pub(super) fn finish(mut self) -> Result<(), Failure> {
-        let result = std::mem::replace(&mut self.result, Ok(()))
-            .and_then(|()| self.out.write_all(b"\n]\n"));
+        let result =
+            std::mem::replace(&mut self.result, Ok(())).and_then(|()| self.out.write_all(b"\n]\n"));
         result.map_err(|e| Failure::Invalid(format!("error: cannot write output: {e}\n")))
     }
 }

@@ -61,13 +61,13 @@ pub async fn list_links(
         page.truncate(limit);
     }
     page.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-    let next = page
-        .last()
-        .filter(|_| more)
-        .map(|link| link.id.to_string());
+    let next = page.last().filter(|_| more).map(|link| link.id.to_string());
     Ok(Json(LinksPage {
         revision: snapshot.entities.revision(),
-        links: page.into_iter().map(|l| LinkEntry::from(l.as_ref())).collect(),
+        links: page
+            .into_iter()
+            .map(|l| LinkEntry::from(l.as_ref()))
+            .collect(),
         next,
     })
     .into_response())
@@ -84,8 +84,8 @@ pub async fn put_links(
     let mut seen = HashSet::new();
     let mut writes = Vec::with_capacity(request.links.len());
     for (index, value) in request.links.iter().enumerate() {
-        let link = parse_link(value)
-            .map_err(|e| ApiError::InvalidLink(format!("links[{index}]: {e}")))?;
+        let link =
+            parse_link(value).map_err(|e| ApiError::InvalidLink(format!("links[{index}]: {e}")))?;
         check_link(&snapshot.pack, &link)
             .map_err(|e| ApiError::InvalidLink(format!("links[{index}]: {e}")))?;
         if !seen.insert(link.id.clone()) {

@@ -293,7 +293,11 @@ mod tests {
         assert_eq!(entries[0].revision, 3);
         assert!(entries[0].changes.is_empty());
         assert!(
-            entries[0].malformed.as_deref().unwrap().contains("`lj` not right after its `l`"),
+            entries[0]
+                .malformed
+                .as_deref()
+                .unwrap()
+                .contains("`lj` not right after its `l`"),
             "{:?}",
             entries[0].malformed
         );

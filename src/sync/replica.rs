@@ -462,7 +462,8 @@ impl Replica {
         }
         let count = entities.len();
         let link_count = links.len();
-        let mut map = EntityMap::from_entities(entities, base).with_links(LinkMap::from_links(links));
+        let mut map =
+            EntityMap::from_entities(entities, base).with_links(LinkMap::from_links(links));
         map.apply(changes, position.revision);
         // An entity refused in the scan but written validly since is served.
         refused.retain(|(uid, _)| {
@@ -619,7 +620,10 @@ fn parse_link_json(id: &str, json: &[u8]) -> Result<StoredLink, String> {
         serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
     let link = parse_link(&value).map_err(|e| e.to_string())?;
     if &*link.id != id {
-        return Err(format!("stored under `{id}` but its link_id is `{}`", link.id));
+        return Err(format!(
+            "stored under `{id}` but its link_id is `{}`",
+            link.id
+        ));
     }
     Ok(link)
 }

@@ -420,9 +420,8 @@ pub(crate) async fn scan_hash(
 }
 
 fn record(uid: String, value: &[u8]) -> Result<StoredRecord, SyncError> {
-    let (revision, json) = decode_hash_value(value).ok_or_else(|| {
-        SyncError::Malformed(format!("`{uid}` is not stored as `<rev>:<json>`"))
-    })?;
+    let (revision, json) = decode_hash_value(value)
+        .ok_or_else(|| SyncError::Malformed(format!("`{uid}` is not stored as `<rev>:<json>`")))?;
     let json = String::from_utf8(json.to_vec())
         .map_err(|_| SyncError::Malformed(format!("`{uid}` is not UTF-8")))?;
     Ok(StoredRecord {

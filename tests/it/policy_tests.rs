@@ -436,9 +436,8 @@ fn links_are_decided_with_every_case_and_counted_in_coverage() {
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert_eq!(last_line(&run.stdout), "3 passed, 0 failed");
     assert!(
-        run.stdout.contains(
-            "templates: 1 of 3 determined a decision through a link; links: 2 of 4"
-        ),
+        run.stdout
+            .contains("templates: 1 of 3 determined a decision through a link; links: 2 of 4"),
         "{}",
         run.stdout
     );
@@ -462,7 +461,8 @@ fn links_are_decided_with_every_case_and_counted_in_coverage() {
     let run = sidecar(&args);
     assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
     assert!(
-        run.stderr.contains(&format!("{bad_path}:1:2: link `x` names template `nope`")),
+        run.stderr
+            .contains(&format!("{bad_path}:1:2: link `x` names template `nope`")),
         "{}",
         run.stderr
     );

@@ -138,10 +138,18 @@ async fn links_sync_to_replicas_at_the_revision_their_write_returns() {
     .await;
     assert_eq!(
         served_links(&other),
-        ["ann-writes-api", "bob-reads-hr", "eng-reads-specs", "eve-blocked"]
+        [
+            "ann-writes-api",
+            "bob-reads-hr",
+            "eng-reads-specs",
+            "eve-blocked"
+        ]
     );
     let (decision, reasons, _) = reads(&other, BOB, PAY, 1, None).await;
-    assert_eq!((decision.as_str(), reasons), ("Allow", vec!["bob-reads-hr".to_string()]));
+    assert_eq!(
+        (decision.as_str(), reasons),
+        ("Allow", vec!["bob-reads-hr".to_string()])
+    );
 
     // Deleting the linked permit flips Allow to Deny at the other replica,
     // at the revision the delete returned.
@@ -178,9 +186,17 @@ async fn links_sync_to_replicas_at_the_revision_their_write_returns() {
     let put = body["revision"].as_u64().unwrap();
     assert_eq!(put, deleted + 1);
     let (decision, reasons, _) = reads(&other, BOB, PAY, 1, Some(put)).await;
-    assert_eq!((decision.as_str(), reasons), ("Allow", vec!["bob-reads-hr-again".to_string()]));
+    assert_eq!(
+        (decision.as_str(), reasons),
+        ("Allow", vec!["bob-reads-hr-again".to_string()])
+    );
     let (status, body) = admin
-        .call("GET", "/v1/policy-links/bob-reads-hr-again", Some(TOKEN), None)
+        .call(
+            "GET",
+            "/v1/policy-links/bob-reads-hr-again",
+            Some(TOKEN),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["revision"], put);
@@ -213,16 +229,18 @@ async fn links_sync_to_replicas_at_the_revision_their_write_returns() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body["code"], "invalid_link");
-        assert!(
-            body["message"].as_str().unwrap().contains(says),
-            "{body}"
-        );
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
     }
     assert_eq!(writer.revision().await.unwrap(), put, "nothing was written");
 
     // The admin routes want the token.
     let (status, body) = admin
-        .call("DELETE", "/v1/policy-links", None, Some(json!({"ids": ["x"]})))
+        .call(
+            "DELETE",
+            "/v1/policy-links",
+            None,
+            Some(json!({"ids": ["x"]})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, _) = admin.call("GET", "/v1/policy-links", None, None).await;
@@ -309,7 +327,9 @@ async fn linked_forbids_fail_closed_through_redis() {
     let (decision, _, errors) = reads(&replica, BOB, PAY, 1, Some(rev)).await;
     assert_eq!(decision, "Deny");
     assert!(
-        errors.iter().any(|e| e.contains("orphan") && e.contains("fail closed")),
+        errors
+            .iter()
+            .any(|e| e.contains("orphan") && e.contains("fail closed")),
         "{errors:?}"
     );
     assert!(replica.state.freshness.report().invalid_entities >= 1);
@@ -345,10 +365,15 @@ async fn a_trimmed_stream_reloads_and_links_come_back_right() {
         .unwrap();
     let mut last = 0;
     for i in 0..30 {
-        let link = parse_link(&json!({"template_id": "doc-writer", "link_id": format!("w{i}"),
-            "args": {"?principal": "User::\"ann\"", "?resource": "Doc::\"pay\""}}))
+        let link = parse_link(
+            &json!({"template_id": "doc-writer", "link_id": format!("w{i}"),
+            "args": {"?principal": "User::\"ann\"", "?resource": "Doc::\"pay\""}}),
+        )
         .unwrap();
-        last = writer.write_links(&[LinkWrite::put(&link)], None).await.unwrap();
+        last = writer
+            .write_links(&[LinkWrite::put(&link)], None)
+            .await
+            .unwrap();
     }
     let first = redis.command(&["XRANGE", "cedar:{p0}:log", "-", "+", "COUNT", "1"]);
     assert!(
@@ -398,7 +423,12 @@ async fn links_cli_checks_against_the_templates_and_prints_revisions() {
     let redis = RedisServer::start(Persistence::None);
     let url = redis.url();
     let writer = writer(std::slice::from_ref(&url), Topology::Single, 1000);
-    let pack = ["--policies", "examples/templates/policies", "--schema", "schema"];
+    let pack = [
+        "--policies",
+        "examples/templates/policies",
+        "--schema",
+        "schema",
+    ];
 
     let mut put = vec!["put", "examples/templates/links.json"];
     put.extend(pack);
@@ -444,5 +474,8 @@ async fn links_cli_checks_against_the_templates_and_prints_revisions() {
         .map(|l| l["link_id"].as_str().unwrap())
         .collect();
     ids.sort();
-    assert_eq!(ids, ["acme-admins-use-acme-prod", "olivia-kept-out-of-acme-prod"]);
+    assert_eq!(
+        ids,
+        ["acme-admins-use-acme-prod", "olivia-kept-out-of-acme-prod"]
+    );
 }

@@ -7,8 +7,8 @@
 
 mod acl;
 mod cases;
-mod links;
 mod harness;
+mod links;
 mod pki;
 mod proxy;
 mod reload;

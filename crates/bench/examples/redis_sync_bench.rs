@@ -250,7 +250,11 @@ async fn link_latency(replicas: usize, writes: usize) -> String {
     let mut samples = Vec::with_capacity(writes * replicas);
     for i in 0..writes {
         let granting = i % 2 == 0;
-        let expected = if granting { Verdict::Allow } else { Verdict::Deny };
+        let expected = if granting {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
         let rev = i as u64 + 2;
         let started = Instant::now();
         let waiters: Vec<_> = running

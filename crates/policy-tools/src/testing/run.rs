@@ -116,12 +116,8 @@ pub fn run_suite(pack: &PolicyPack, files: &[TestFile], links: &LinkMap) -> RunR
             continue;
         };
         // A clone of the map is a pointer copy: the links ride along.
-        let with_links = (!links.is_empty()).then(|| {
-            case.entities
-                .as_ref()
-                .clone()
-                .with_links(links.clone())
-        });
+        let with_links =
+            (!links.is_empty()).then(|| case.entities.as_ref().clone().with_links(links.clone()));
         match decide(
             pack,
             with_links.as_ref().unwrap_or(&*case.entities),
