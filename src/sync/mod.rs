@@ -55,7 +55,9 @@ pub enum SyncError {
         current: u64,
     },
     /// A single write carries too many changes.
-    #[error("one write holds at most {max} entity changes; this one has {got}")]
+    #[error(
+        "one write holds at most {max} changes (entities and links together); this one has {got}"
+    )]
     TooLarge {
         /// The limit.
         max: usize,
