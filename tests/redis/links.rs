@@ -335,6 +335,42 @@ async fn linked_forbids_fail_closed_through_redis() {
     assert!(replica.state.freshness.report().invalid_entities >= 1);
     let (decision, _, _) = reads(&replica, "User::\"ann\"", api, 1, None).await;
     assert_eq!(decision, "Allow", "other principals are not affected");
+
+    // A policy reload is not held back by a link that fits no policies, but
+    // one that would orphan served links is refused.
+    let reloader = replica.state.reloader.clone().unwrap();
+    let grants = pack_dir.path().join("policies/grants.cedar");
+    let text = std::fs::read_to_string(&grants).unwrap();
+    let unrelated = format!(
+        "{text}\n@id(\"static\")\npermit (principal == User::\"nobody\", action == Action::\"read\", resource == Doc::\"api\");\n"
+    );
+    std::fs::write(&grants, unrelated).unwrap();
+    let version = replica
+        .state
+        .shared
+        .snapshot()
+        .unwrap()
+        .pack
+        .version
+        .clone();
+    reloader
+        .reload_policies()
+        .await
+        .expect("an edit that orphans nothing is published");
+    assert_ne!(
+        replica.state.shared.snapshot().unwrap().pack.version,
+        version
+    );
+    let without_writer = text.replace(
+        "@id(\"doc-writer\")\npermit (principal == ?principal, action == Action::\"write\", resource == ?resource);",
+        "",
+    );
+    assert_ne!(without_writer, text);
+    std::fs::write(&grants, without_writer).unwrap();
+    let refused = reloader.reload_policies().await.unwrap_err();
+    assert!(refused.contains("ann-writes-api"), "{refused}");
+    let (decision, _, _) = reads(&replica, "User::\"ann\"", api, 1, None).await;
+    assert_eq!(decision, "Allow", "the published pack keeps serving");
     let rev = writer
         .write_links(&[LinkWrite::delete("orphan")], None)
         .await
