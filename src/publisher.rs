@@ -32,8 +32,8 @@ use std::time::{Duration, SystemTime};
 use cedar_policy::EntityUid;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::{check_links, PolicyPack};
-use crate::entities::{EntityChange, EntityMap};
+use crate::engine::{check_link, check_links_kept, PolicyPack};
+use crate::entities::{EntityChange, EntityMap, LinkChange, StoredLink};
 use crate::freshness::Freshness;
 use crate::state::{SharedState, Snapshot};
 use crate::telemetry::Metrics;
@@ -256,14 +256,15 @@ impl Owner {
         let current = self.shared.snapshot();
         // Template links are data checked against templates: a pack that
         // drops a linked template or changes what its slots take is refused
-        // while links depend on it (dropping a linked forbid would widen
-        // access).
+        // while links it would orphan are served (dropping a linked forbid
+        // would widen access). Links that fit no pack do not hold it back.
+        let before = current.as_ref().map(|c| c.pack.as_ref());
         let links = match (&entities, &current) {
             (Some(set), _) => Some(set.entities.links()),
             (None, Some(current)) => Some(current.entities.links()),
             (None, None) => None,
         };
-        if let Some(Err(refusal)) = links.map(|links| check_links(&pack, links)) {
+        if let Some(Err(refusal)) = links.map(|links| check_links_kept(&pack, links, before)) {
             tracing::error!("policy pack refused; the published one keeps serving:\n{refusal}");
             let _ = reply.send(PackOutcome::Refused(refusal));
             return;
@@ -316,7 +317,7 @@ impl Owner {
         let count = set.entities.len();
         let revision = set.entities.revision();
         if set.checked.schema_version == self.latest.schema_version {
-            check_links(&self.latest, set.entities.links())?;
+            self.count_unfit_links(&self.latest, set.entities.links().iter(), false);
             let pack_changes = current
                 .as_ref()
                 .is_none_or(|c| !Arc::ptr_eq(&c.pack, &self.latest));
@@ -343,7 +344,7 @@ impl Owner {
             // Checked against the published schema while a new one waits
             // for its own snapshot: still good for the published pack.
             Some(current) if current.pack.schema_version == set.checked.schema_version => {
-                check_links(&current.pack, set.entities.links())?;
+                self.count_unfit_links(&current.pack, set.entities.links().iter(), false);
                 self.replace(Snapshot {
                     pack: current.pack.clone(),
                     entities: set.entities,
@@ -386,6 +387,11 @@ impl Owner {
             );
             return;
         }
+        let upserts = changes.iter().filter_map(|change| match change {
+            EntityChange::Link(LinkChange::Upsert(link)) => Some(link),
+            _ => None,
+        });
+        self.count_unfit_links(&current.pack, upserts, true);
         let mut entities = current.entities.clone();
         entities.apply(changes, revision);
         self.shared.swap(Snapshot {
@@ -397,6 +403,29 @@ impl Owner {
         if let Some(ms) = written_at_ms {
             self.metrics
                 .record_sync_applied(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+        }
+    }
+
+    /// Template links that do not fit `pack` (written to Redis unchecked, or
+    /// checked against other policies) are kept, so a pack that brings
+    /// their template serves them, but decisions they could apply to deny
+    /// (`engine::with_links`); each is logged and counted with the invalid
+    /// entities when `count` (a snapshot's source counts its own).
+    fn count_unfit_links<'a>(
+        &self,
+        pack: &PolicyPack,
+        links: impl Iterator<Item = &'a Arc<StoredLink>>,
+        count: bool,
+    ) {
+        let mut unfit = 0;
+        for link in links {
+            if let Err(error) = check_link(pack, link) {
+                tracing::error!(link = %link.id, %error, "template link does not fit the policies: decisions it could apply to deny");
+                unfit += 1;
+            }
+        }
+        if count && unfit > 0 {
+            self.freshness.record_invalid(unfit, false);
         }
     }
 

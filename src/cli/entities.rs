@@ -86,8 +86,20 @@ pub const EXIT_CONFLICT: i32 = 3;
 
 /// Runs `entities`; returns the exit code.
 pub fn run_entities(args: EntitiesCommand) -> i32 {
-    if !args.redis.enabled() {
-        eprintln!("error: `entities` needs --redis-url (or CEDAR_SIDECAR_REDIS_URL)");
+    run_redis("entities", &args.redis, |writer| async move {
+        run_action(&writer, args.action).await
+    })
+}
+
+/// Starts a runtime and a writer for `redis`, runs `action`, and turns its
+/// outcome into a message and an exit code (shared with `links`).
+pub(super) fn run_redis<F, Fut>(command: &str, redis: &RedisArgs, action: F) -> i32
+where
+    F: FnOnce(RedisWriter) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    if !redis.enabled() {
+        eprintln!("error: `{command}` needs --redis-url (or CEDAR_SIDECAR_REDIS_URL)");
         return EXIT_INVALID;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -100,14 +112,14 @@ pub fn run_entities(args: EntitiesCommand) -> i32 {
             return EXIT_UNAVAILABLE;
         }
     };
-    let writer = match args.redis.writer() {
+    let writer = match redis.writer() {
         Ok(writer) => writer,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_INVALID;
         }
     };
-    match runtime.block_on(run_action(&writer, args.action)) {
+    match runtime.block_on(action(writer)) {
         Ok(()) => EXIT_OK,
         Err(Failure::Invalid(report)) => {
             eprint!("{report}");
@@ -126,16 +138,20 @@ pub fn run_entities(args: EntitiesCommand) -> i32 {
             eprintln!("error: {error}");
             EXIT_UNAVAILABLE
         }
-        Err(Failure::NotFound(uid)) => {
-            eprintln!("error: no entity `{uid}`");
+        Err(Failure::NotFound(what)) => {
+            eprintln!("error: no {what}");
             EXIT_CONFLICT
         }
     }
 }
 
-enum Failure {
+/// Why a command did not do what it was asked.
+pub(super) enum Failure {
+    /// Bad input, rendered (nothing written).
     Invalid(String),
+    /// Redis failed or refused.
     Store(SyncError),
+    /// What was asked for does not exist (`entity ...` or `link ...`).
     NotFound(String),
 }
 
@@ -213,7 +229,7 @@ async fn run_action(writer: &RedisWriter, action: EntitiesAction) -> Result<(), 
             let record = writer
                 .get(&canonical)
                 .await?
-                .ok_or(Failure::NotFound(canonical))?;
+                .ok_or_else(|| Failure::NotFound(format!("entity `{canonical}`")))?;
             let entity: serde_json::Value = serde_json::from_str(&record.json)
                 .map_err(|e| SyncError::Malformed(format!("entity `{}`: {e}", record.uid)))?;
             println!(
@@ -222,24 +238,9 @@ async fn run_action(writer: &RedisWriter, action: EntitiesAction) -> Result<(), 
             );
         }
         EntitiesAction::Export => {
-            let mut out = std::io::stdout().lock();
-            let mut first = true;
-            let mut result = Ok(());
-            let _ = out.write_all(b"[");
-            writer
-                .scan(|record| {
-                    if result.is_err() {
-                        return;
-                    }
-                    let separator = if first { "\n" } else { ",\n" };
-                    first = false;
-                    result = out
-                        .write_all(separator.as_bytes())
-                        .and_then(|()| out.write_all(record.json.as_bytes()));
-                })
-                .await?;
-            let _ = out.write_all(b"\n]\n");
-            result.map_err(|e| Failure::Invalid(format!("error: cannot write output: {e}\n")))?;
+            let mut out = JsonArrayOut::new();
+            writer.scan(|record| out.push(&record.json)).await?;
+            out.finish()?;
         }
     }
     Ok(())
@@ -270,6 +271,44 @@ fn read_entities(file: &PathBuf, schema: &SchemaArg) -> Result<Vec<StoredEntity>
     };
     let text: Arc<str> = text.into();
     parse_entities_text(&shown, &text, &schema).map_err(|p| Failure::Invalid(p.render()))
+}
+
+/// A JSON array written to stdout one element at a time (an export never
+/// holds the dataset in memory).
+pub(super) struct JsonArrayOut {
+    out: std::io::StdoutLock<'static>,
+    first: bool,
+    result: std::io::Result<()>,
+}
+
+impl JsonArrayOut {
+    pub(super) fn new() -> Self {
+        let mut out = std::io::stdout().lock();
+        let result = out.write_all(b"[");
+        Self {
+            out,
+            first: true,
+            result,
+        }
+    }
+
+    pub(super) fn push(&mut self, json: &str) {
+        if self.result.is_err() {
+            return;
+        }
+        let separator = if self.first { "\n" } else { ",\n" };
+        self.first = false;
+        self.result = self
+            .out
+            .write_all(separator.as_bytes())
+            .and_then(|()| self.out.write_all(json.as_bytes()));
+    }
+
+    pub(super) fn finish(mut self) -> Result<(), Failure> {
+        let result =
+            std::mem::replace(&mut self.result, Ok(())).and_then(|()| self.out.write_all(b"\n]\n"));
+        result.map_err(|e| Failure::Invalid(format!("error: cannot write output: {e}\n")))
+    }
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.

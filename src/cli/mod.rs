@@ -2,6 +2,7 @@
 
 mod check;
 mod entities;
+mod links;
 mod probe;
 mod serve;
 
@@ -13,6 +14,7 @@ pub use cedar_policy_tools::fmt::{format_text, run_fmt};
 pub use cedar_policy_tools::test::run_test;
 pub use check::run_check;
 pub use entities::run_entities;
+pub use links::run_links;
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 
 /// A policy-as-code authorization sidecar for Cedar.
@@ -39,6 +41,8 @@ pub enum Command {
     Fmt(fmt::FmtCommand),
     /// Write, read and export the entity dataset in Redis.
     Entities(entities::EntitiesCommand),
+    /// Write, read and export the template links in Redis.
+    Links(links::LinksCommand),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -55,6 +59,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Entities(args) => {
             serve::init_logging(crate::config::LogFormat::Human);
             run_entities(args)
+        }
+        Command::Links(args) => {
+            serve::init_logging(crate::config::LogFormat::Human);
+            run_links(args)
         }
     }
 }

@@ -306,7 +306,7 @@ impl ServeConfig {
         if self.links.is_some() && self.redis.enabled() {
             return Err(ConfigError::Value {
                 key: "links",
-                message: "is the file source's links file; template links are not synced through Redis yet, so it cannot be combined with a Redis URL".into(),
+                message: "is the file source's links file; with a Redis URL the links are in Redis (`cedar-sidecar links put`)".into(),
             });
         }
         if self.probe_listen == Some(self.listen) && self.listen.port() != 0 {

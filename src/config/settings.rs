@@ -88,8 +88,8 @@ pub struct Settings {
     #[arg(long, env = "CEDAR_SIDECAR_ENTITIES")]
     pub entities: Option<PathBuf>,
     /// Template links file, in the Cedar CLI's `--template-linked` format,
-    /// reloaded with the entities file (file source only: links are not
-    /// synced through Redis yet) [default: none].
+    /// reloaded with the entities file (file source only: with Redis the
+    /// links are in Redis, see `cedar-sidecar links`) [default: none].
     #[arg(long, env = "CEDAR_SIDECAR_LINKS")]
     pub links: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8180].

@@ -69,6 +69,12 @@ pub enum ApiError {
     /// The named entity does not exist.
     #[error("no entity `{0}`")]
     EntityNotFound(String),
+    /// A template link is malformed or does not fit the templates.
+    #[error("{0}")]
+    InvalidLink(String),
+    /// The named template link does not exist.
+    #[error("no template link `{0}`")]
+    LinkNotFound(String),
     /// The entity source (Redis) could not be reached; the cause is logged.
     #[error("the entity store is unavailable")]
     SourceUnavailable,
@@ -118,6 +124,8 @@ impl ApiError {
             Self::Stale(_) => (StatusCode::SERVICE_UNAVAILABLE, "stale"),
             Self::RevisionConflict(_) => (StatusCode::CONFLICT, "revision_conflict"),
             Self::EntityNotFound(_) => (StatusCode::NOT_FOUND, "entity_not_found"),
+            Self::InvalidLink(_) => (StatusCode::BAD_REQUEST, "invalid_link"),
+            Self::LinkNotFound(_) => (StatusCode::NOT_FOUND, "link_not_found"),
             Self::SourceUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "source_unavailable"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout"),

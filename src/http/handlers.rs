@@ -13,7 +13,7 @@ use super::middleware::RequestMeta;
 
 use super::wire::{
     parse_batch_item, AuthorizeRequest, AuthorizeResponse, BatchItem, BatchRequest, BatchResponse,
-    Health, LinkEntry, PoliciesResponse, PolicyEntry, Readiness, ReadyStatus, ReadySync,
+    Health, PoliciesResponse, PolicyEntry, Readiness, ReadyStatus, ReadySync,
 };
 use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
@@ -228,16 +228,7 @@ pub async fn policies(State(state): State<AppState>) -> Result<Response, ApiErro
             .iter()
             .map(|info| PolicyEntry::new(info, &snapshot.pack))
             .collect(),
-        links: {
-            let mut links: Vec<LinkEntry> = snapshot
-                .entities
-                .links()
-                .iter()
-                .map(|link| LinkEntry::from(link.as_ref()))
-                .collect();
-            links.sort_by(|a, b| a.link_id.cmp(&b.link_id));
-            links
-        },
+        link_count: snapshot.entities.links().len(),
     })
     .into_response())
 }

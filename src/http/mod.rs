@@ -18,6 +18,7 @@ pub mod grpc;
 mod handlers;
 mod json;
 mod lifecycle;
+mod links_admin;
 mod middleware;
 mod plans;
 mod search_cache;
@@ -177,18 +178,30 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limits = state.limits;
     let mut routes = extra;
+    // The admin routes over data, behind the admin token: the served links
+    // (any source); with Redis, writes and reads of entities and links.
+    let mut admin = Router::new();
     if state.entity_writer.is_some() {
-        routes = routes
+        admin = admin
             .route(
                 "/v1/entities",
                 put(entities_admin::put_entities).delete(entities_admin::delete_entities),
             )
             .route("/v1/entities/{uid}", get(entities_admin::get_entity))
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                entities_admin::require_admin,
-            ));
+            .route(
+                "/v1/policy-links",
+                get(links_admin::list_links)
+                    .put(links_admin::put_links)
+                    .delete(links_admin::delete_links),
+            )
+            .route("/v1/policy-links/{id}", get(links_admin::get_link));
+    } else {
+        admin = admin.route("/v1/policy-links", get(links_admin::list_links));
     }
+    routes = routes.merge(admin.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        entities_admin::require_admin,
+    )));
     // The decision API, behind caller tokens when the operator set some.
     let mut decisions = Router::new()
         .route("/v1/is_authorized", post(handlers::is_authorized))

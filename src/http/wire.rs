@@ -193,6 +193,40 @@ pub struct DeleteEntitiesRequest {
     pub expected_revision: Option<u64>,
 }
 
+/// Body of `PUT /v1/policy-links`: template links written as one revision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutLinksRequest {
+    /// Links in the Cedar CLI's `--template-linked` form.
+    pub links: Vec<serde_json::Value>,
+    /// Write only if the current revision is exactly this.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+}
+
+/// Body of `DELETE /v1/policy-links`: link ids deleted as one revision.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteLinksRequest {
+    /// The links to delete.
+    pub ids: Vec<String>,
+    /// Write only if the current revision is exactly this.
+    #[serde(default)]
+    pub expected_revision: Option<u64>,
+}
+
+/// Query of `GET /v1/policy-links`: one page of the served links.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksPageQuery {
+    /// Most links in the page (default 100, at most 1000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// The previous page's `next`: the page starts after it.
+    #[serde(default)]
+    pub after: Option<String>,
+}
+
 /// `Allow` or `Deny`, as the API spells them.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum WireDecision {

@@ -7,7 +7,7 @@ pub const DEFAULT_PREFIX: &str = "cedar";
 /// Default partition: the hash tag that keeps all keys in one cluster slot.
 pub const DEFAULT_PARTITION: &str = "p0";
 
-/// The four keys of one entity dataset. They share the hash tag
+/// The five keys of one entity dataset. They share the hash tag
 /// `{partition}`, so on Redis Cluster they live in one slot and one script
 /// can touch all of them atomically.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct KeyLayout {
     pub log: String,
     /// STRING: the dataset generation, a random id set by the first write.
     pub generation: String,
+    /// HASH: field = template link id, value = `<rev>:<link JSON>` (the
+    /// Cedar CLI's `--template-linked` form of one link).
+    pub links: String,
 }
 
 impl KeyLayout {
@@ -31,6 +34,7 @@ impl KeyLayout {
             revision: format!("{base}:rev"),
             log: format!("{base}:log"),
             generation: format!("{base}:gen"),
+            links: format!("{base}:lnk"),
         }
     }
 }
@@ -41,7 +45,8 @@ impl Default for KeyLayout {
     }
 }
 
-/// Splits a hash value `<rev>:<entity JSON>` into its revision and JSON.
+/// Splits a hash value `<rev>:<JSON>` (an entity or a link) into its
+/// revision and JSON.
 pub fn decode_hash_value(value: &[u8]) -> Option<(u64, &[u8])> {
     let colon = value.iter().position(|b| *b == b':')?;
     let revision = std::str::from_utf8(&value[..colon]).ok()?.parse().ok()?;
@@ -74,6 +79,7 @@ mod tests {
         assert_eq!(keys.revision, "cedar:{p0}:rev");
         assert_eq!(keys.log, "cedar:{p0}:log");
         assert_eq!(keys.generation, "cedar:{p0}:gen");
+        assert_eq!(keys.links, "cedar:{p0}:lnk");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Reading the change stream: entries of the `log` stream as the write
-//! script produced them (`gen`, `wid`, then `u`/`e` pairs in order).
+//! script produced them (`gen`, `wid`, `ts`, then `u`/`e` pairs for
+//! entities and `l`/`lj` pairs for template links, in order).
 
 use redis::Value;
 
@@ -20,7 +21,7 @@ pub struct LogEntry {
     /// Server time of the write, in Unix milliseconds (absent in entries
     /// written by older writers).
     pub written_at_ms: Option<u64>,
-    /// The entities the write set or deleted, in order.
+    /// The entities and links the write set or deleted, in order.
     pub changes: Vec<RawChange>,
     /// Why the entry could not be read, if it could not: then it has no
     /// changes and no generation, and `write_id` is a fingerprint of its
@@ -28,13 +29,24 @@ pub struct LogEntry {
     pub malformed: Option<String>,
 }
 
-/// One entity in a write, not yet parsed.
+/// What a change in a write is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawKind {
+    /// An entity (`u`/`e` fields): the key is its uid.
+    Entity,
+    /// A template link (`l`/`lj` fields): the key is its link id.
+    Link,
+}
+
+/// One entity or link in a write, not yet parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawChange {
-    /// The entity uid as written (`Type::"id"`).
-    pub uid: String,
-    /// The entity's full new JSON, or `None` for a delete.
-    pub entity: Option<String>,
+    /// Entity or link.
+    pub kind: RawKind,
+    /// The entity uid as written (`Type::"id"`), or the link id.
+    pub key: String,
+    /// The full new JSON, or `None` for a delete.
+    pub json: Option<String>,
 }
 
 /// Parses an `XRANGE` reply: an array of `[id, [field, value, ...]]`.
@@ -129,19 +141,39 @@ fn parse_entry(value: Value) -> Result<LogEntry, SyncError> {
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         let value = text(value)?;
-        match text(name)?.as_str() {
+        let name = text(name)?;
+        match name.as_str() {
             "gen" => entry.generation = value,
             "wid" => entry.write_id = value,
             "ts" => entry.written_at_ms = value.parse().ok(),
-            "u" => entry.changes.push(RawChange {
-                uid: value,
-                entity: None,
+            "u" | "l" => entry.changes.push(RawChange {
+                kind: if name == "u" {
+                    RawKind::Entity
+                } else {
+                    RawKind::Link
+                },
+                key: value,
+                json: None,
             }),
-            "e" => match entry.changes.last_mut() {
-                Some(change) if !value.is_empty() => change.entity = Some(value),
-                Some(_) => {}
-                None => return Err(malformed(format!("entry `{id}`: `e` before `u`"))),
-            },
+            "e" | "lj" => {
+                let (kind, key) = if name == "e" {
+                    (RawKind::Entity, "u")
+                } else {
+                    (RawKind::Link, "l")
+                };
+                match entry.changes.last_mut() {
+                    Some(change) if change.kind == kind => {
+                        if !value.is_empty() {
+                            change.json = Some(value);
+                        }
+                    }
+                    _ => {
+                        return Err(malformed(format!(
+                            "entry `{id}`: `{name}` not right after its `{key}`"
+                        )))
+                    }
+                }
+            }
             // Unknown fields are left for newer writers.
             _ => {}
         }
@@ -195,6 +227,14 @@ mod tests {
                         "User::\"b\"",
                         "e",
                         "",
+                        "l",
+                        "paula-uses-prod",
+                        "lj",
+                        "{\"template_id\":\"t\"}",
+                        "l",
+                        "gone",
+                        "lj",
+                        "",
                     ]
                     .into_iter()
                     .map(bulk)
@@ -212,18 +252,55 @@ mod tests {
                 written_at_ms: Some(1_700_000_000_123),
                 changes: vec![
                     RawChange {
-                        uid: "User::\"a\"".into(),
-                        entity: Some("{}".into())
+                        kind: RawKind::Entity,
+                        key: "User::\"a\"".into(),
+                        json: Some("{}".into())
                     },
                     RawChange {
-                        uid: "User::\"b\"".into(),
-                        entity: None
+                        kind: RawKind::Entity,
+                        key: "User::\"b\"".into(),
+                        json: None
+                    },
+                    RawChange {
+                        kind: RawKind::Link,
+                        key: "paula-uses-prod".into(),
+                        json: Some("{\"template_id\":\"t\"}".into())
+                    },
+                    RawChange {
+                        kind: RawKind::Link,
+                        key: "gone".into(),
+                        json: None
                     },
                 ],
                 malformed: None,
             }]
         );
         assert!(parse_read(Value::Nil).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_link_value_after_an_entity_uid_is_malformed() {
+        let entry = Value::Array(vec![
+            bulk("3-0"),
+            Value::Array(
+                ["gen", "g", "wid", "w", "u", "User::\"a\"", "lj", "{}"]
+                    .into_iter()
+                    .map(bulk)
+                    .collect(),
+            ),
+        ]);
+        let entries = parse_range(Value::Array(vec![entry])).unwrap();
+        assert_eq!(entries[0].revision, 3);
+        assert!(entries[0].changes.is_empty());
+        assert!(
+            entries[0]
+                .malformed
+                .as_deref()
+                .unwrap()
+                .contains("`lj` not right after its `l`"),
+            "{:?}",
+            entries[0].malformed
+        );
     }
 
     #[test]

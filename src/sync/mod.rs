@@ -1,7 +1,7 @@
 //! Sources of entity data. Redis lives here and only here: this is the one
 //! module that imports the `redis` crate.
 //!
-//! - [`keys`]: the key layout (`cedar:{p0}:ent|rev|log|gen`) and value encodings.
+//! - [`keys`]: the key layout (`cedar:{p0}:ent|rev|log|gen|lnk`) and value encodings.
 //! - [`script`]: the atomic write script every writer uses.
 //! - [`target`]: single server, Cluster or Sentinel, behind one connection type.
 //! - [`writer`]: [`RedisWriter`], for the CLI and the admin API.
@@ -21,7 +21,7 @@ pub use keys::KeyLayout;
 pub use replica::Replica;
 pub use supervise::{supervise, Exit};
 pub use target::{RedisTarget, TlsFiles, Topology};
-pub use writer::{EntityWrite, RedisWriter, StoredRecord};
+pub use writer::{EntityWrite, LinkWrite, RedisWriter, StoredRecord};
 
 /// Why talking to Redis did not work.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +55,9 @@ pub enum SyncError {
         current: u64,
     },
     /// A single write carries too many changes.
-    #[error("one write holds at most {max} entity changes; this one has {got}")]
+    #[error(
+        "one write holds at most {max} changes (entities and links together); this one has {got}"
+    )]
     TooLarge {
         /// The limit.
         max: usize,

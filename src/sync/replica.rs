@@ -24,13 +24,16 @@ use redis::Value;
 use tokio::sync::watch;
 
 use super::keys::{decode_hash_value, entry_id, KeyLayout};
-use super::log::{parse_range, parse_read, LogEntry, RawChange};
+use super::log::{parse_range, parse_read, LogEntry, RawChange, RawKind};
 use super::supervise::{jittered, next_backoff, supervise, Exit, BACKOFF_START};
 use super::target::{Conn, RedisTarget};
 use super::writer::scan_hash;
 use super::SyncError;
-use crate::engine::PolicyPack;
-use crate::entities::{parse_entity_str, parse_in_parallel, EntityChange, EntityMap, StoredEntity};
+use crate::engine::{check_link, PolicyPack};
+use crate::entities::{
+    parse_entity_str, parse_in_parallel, parse_link, EntityChange, EntityMap, LinkChange, LinkMap,
+    StoredEntity, StoredLink,
+};
 use crate::freshness::Freshness;
 use crate::publisher::{EntitySet, Event, Publisher, Wanted};
 use crate::telemetry::Metrics;
@@ -343,8 +346,23 @@ impl Replica {
         })
         .await?;
         parsing.push(parse_chunk(&pack, chunk));
-        let mut entities = Vec::new();
         let mut refused = Vec::new();
+        // Template links: few next to entities, parsed as they come. Whether
+        // they fit the templates is the publisher's check (against the pack
+        // it publishes them with).
+        let mut links = Vec::new();
+        scan_hash(conn, &self.keys.links, |id, value| {
+            match parse_stored_link(&id, &value) {
+                Ok(link) => links.push(link),
+                Err(message) => {
+                    tracing::error!(link = id, %message, "template link in redis is invalid: not served");
+                    refused.push((format!("link `{id}`"), message));
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        let mut entities = Vec::new();
         for parsed in parsing {
             let parsed = parsed
                 .await
@@ -443,7 +461,9 @@ impl Replica {
             .into());
         }
         let count = entities.len();
-        let mut map = EntityMap::from_entities(entities, base);
+        let link_count = links.len();
+        let mut map =
+            EntityMap::from_entities(entities, base).with_links(LinkMap::from_links(links));
         map.apply(changes, position.revision);
         // An entity refused in the scan but written validly since is served.
         refused.retain(|(uid, _)| {
@@ -451,7 +471,14 @@ impl Replica {
         });
         refused.sort_by(|a, b| a.0.cmp(&b.0));
         refused.dedup_by(|a, b| a.0 == b.0);
-        let invalid = refused.len() as u64;
+        // Links that do not fit the templates are kept (decisions they could
+        // apply to deny) and counted with what is not served as written.
+        let unfit = map
+            .links()
+            .iter()
+            .filter(|link| check_link(&pack, link).is_err())
+            .count();
+        let invalid = (refused.len() + unfit) as u64;
         self.publisher
             .send(Event::Snapshot {
                 set: EntitySet {
@@ -467,6 +494,7 @@ impl Replica {
         self.freshness.record_contact();
         tracing::info!(
             entities = count,
+            links = link_count,
             invalid,
             revision = position.revision,
             schema = %position.against.pack.schema_version,
@@ -477,8 +505,8 @@ impl Replica {
     }
 
     /// Turns stream changes into store changes. An entity that fails
-    /// validation is removed rather than served half-understood (and, in a
-    /// snapshot, named in `refused`).
+    /// validation, or a link that is not a link, is removed rather than
+    /// served half-understood (and, in a snapshot, named in `refused`).
     fn convert(
         &self,
         pack: &PolicyPack,
@@ -487,24 +515,42 @@ impl Replica {
     ) -> Vec<EntityChange> {
         let mut out = Vec::with_capacity(changes.len());
         for change in changes {
-            let uid = match EntityUid::from_str(&change.uid) {
+            let mut refuse = |what: String, message: String| match refused.as_deref_mut() {
+                Some(refused) => refused.push((what, message)),
+                None => self.freshness.record_invalid(1, false),
+            };
+            if change.kind == RawKind::Link {
+                let id: Arc<str> = Arc::from(change.key.as_str());
+                match change.json {
+                    None => out.push(EntityChange::Link(LinkChange::Delete(id))),
+                    Some(json) => match parse_link_json(&change.key, json.as_bytes()) {
+                        Ok(link) => {
+                            out.push(EntityChange::Link(LinkChange::Upsert(Arc::new(link))));
+                        }
+                        Err(message) => {
+                            tracing::error!(link = change.key, %message, "template link in stream is invalid: not served");
+                            refuse(format!("link `{}`", change.key), message);
+                            out.push(EntityChange::Link(LinkChange::Delete(id)));
+                        }
+                    },
+                }
+                continue;
+            }
+            let uid = match EntityUid::from_str(&change.key) {
                 Ok(uid) => uid,
                 Err(error) => {
                     self.freshness.record_invalid(1, false);
-                    tracing::error!(uid = change.uid, %error, "stream names an invalid uid: ignored");
+                    tracing::error!(uid = change.key, %error, "stream names an invalid uid: ignored");
                     continue;
                 }
             };
-            match change.entity {
+            match change.json {
                 None => out.push(EntityChange::Delete(uid)),
                 Some(json) => match parse_json_entity(pack, &json) {
                     Ok(entity) => out.push(EntityChange::Upsert(Arc::new(entity))),
                     Err(message) => {
-                        tracing::error!(uid = change.uid, %message, "entity in stream is invalid: not served");
-                        match refused.as_deref_mut() {
-                            Some(refused) => refused.push((change.uid, message)),
-                            None => self.freshness.record_invalid(1, false),
-                        }
+                        tracing::error!(uid = change.key, %message, "entity in stream is invalid: not served");
+                        refuse(change.key, message);
                         out.push(EntityChange::Delete(uid));
                     }
                 },
@@ -559,4 +605,25 @@ fn parse_stored(pack: &PolicyPack, uid: &str, value: &[u8]) -> Result<StoredEnti
 
 fn parse_json_entity(pack: &PolicyPack, json: &str) -> Result<StoredEntity, String> {
     parse_entity_str(json, &pack.schema, &pack.entity_shapes).map_err(|e| e.to_string())
+}
+
+/// A link as stored in the links hash (`<rev>:<link JSON>`).
+fn parse_stored_link(id: &str, value: &[u8]) -> Result<StoredLink, String> {
+    let (_, json) =
+        decode_hash_value(value).ok_or_else(|| "not stored as `<rev>:<json>`".to_string())?;
+    parse_link_json(id, json)
+}
+
+/// A link's JSON, which must carry the id it is stored (or streamed) under.
+fn parse_link_json(id: &str, json: &[u8]) -> Result<StoredLink, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+    let link = parse_link(&value).map_err(|e| e.to_string())?;
+    if &*link.id != id {
+        return Err(format!(
+            "stored under `{id}` but its link_id is `{}`",
+            link.id
+        ));
+    }
+    Ok(link)
 }

@@ -1,7 +1,9 @@
-//! Writing entities to Redis: every write is one call of the write script,
-//! so it is one revision, atomic, and visible to replicas as one stream
-//! entry. Entities are validated by the caller (see `crate::entities`)
-//! before they get here: this module only moves bytes.
+//! Writing entities and template links to Redis: every write is one call
+//! of the write script, so it is one revision, atomic, and visible to
+//! replicas as one stream entry. Entities are validated by the caller (see
+//! `crate::entities`), and links checked against the templates (see
+//! `crate::engine::check_link`), before they get here: this module only
+//! moves bytes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use super::script::{write_script, MAX_CHANGES_PER_WRITE};
 use super::supervise::{jittered, next_backoff, BACKOFF_START};
 use super::target::{Conn, RedisTarget};
 use super::SyncError;
-use crate::entities::StoredEntity;
+use crate::entities::{StoredEntity, StoredLink};
 
 /// Default approximate length the stream is trimmed to: replicas that fall
 /// further behind than this reload the snapshot instead of replaying.
@@ -57,10 +59,38 @@ impl EntityWrite {
     }
 }
 
-/// An entity as stored in Redis.
+/// One template link to set or delete, in the form stored in Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkWrite {
+    /// The link id: the hash field.
+    pub id: String,
+    /// The link in the Cedar CLI's `--template-linked` JSON, or `None` to
+    /// delete it.
+    pub json: Option<String>,
+}
+
+impl LinkWrite {
+    /// Sets a (checked) link.
+    pub fn put(link: &StoredLink) -> Self {
+        Self {
+            id: link.id.to_string(),
+            json: Some(link.to_json().to_string()),
+        }
+    }
+
+    /// Deletes the link with this id.
+    pub fn delete(id: &str) -> Self {
+        Self {
+            id: id.to_string(),
+            json: None,
+        }
+    }
+}
+
+/// An entity or a link as stored in Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRecord {
-    /// The hash field (uid text).
+    /// The hash field (uid text, or link id).
     pub uid: String,
     /// The revision that last wrote it.
     pub revision: u64,
@@ -91,21 +121,43 @@ impl RedisWriter {
         }
     }
 
-    /// Writes `changes` as ONE revision (at most [`MAX_CHANGES_PER_WRITE`]).
-    /// With `expected`, the write happens only if the current revision is
-    /// exactly that (compare-and-set). Returns the new revision.
+    /// Writes entity `changes` as ONE revision (at most
+    /// [`MAX_CHANGES_PER_WRITE`]). With `expected`, the write happens only
+    /// if the current revision is exactly that (compare-and-set). Returns
+    /// the new revision.
     pub async fn write(
         &self,
         changes: &[EntityWrite],
         expected: Option<u64>,
     ) -> Result<u64, SyncError> {
-        if changes.is_empty() {
+        self.write_all(changes, &[], expected).await
+    }
+
+    /// Writes template link changes as ONE revision, like [`Self::write`].
+    pub async fn write_links(
+        &self,
+        links: &[LinkWrite],
+        expected: Option<u64>,
+    ) -> Result<u64, SyncError> {
+        self.write_all(&[], links, expected).await
+    }
+
+    /// Writes entity and link changes together as ONE revision: the same
+    /// script, counter and stream for both.
+    pub async fn write_all(
+        &self,
+        changes: &[EntityWrite],
+        links: &[LinkWrite],
+        expected: Option<u64>,
+    ) -> Result<u64, SyncError> {
+        let count = changes.len() + links.len();
+        if count == 0 {
             return Err(SyncError::Empty);
         }
-        if changes.len() > MAX_CHANGES_PER_WRITE {
+        if count > MAX_CHANGES_PER_WRITE {
             return Err(SyncError::TooLarge {
                 max: MAX_CHANGES_PER_WRITE,
-                got: changes.len(),
+                got: count,
             });
         }
         let mut invocation = self.script.prepare_invoke();
@@ -114,14 +166,22 @@ impl RedisWriter {
             .key(&self.keys.revision)
             .key(&self.keys.log)
             .key(&self.keys.generation)
+            .key(&self.keys.links)
             .arg(expected.map(|e| e.to_string()).unwrap_or_default())
             .arg(self.maxlen)
             .arg(uuid::Uuid::new_v4().to_string())
             .arg(uuid::Uuid::new_v4().to_string());
         for change in changes {
             invocation
+                .arg("e")
                 .arg(&change.uid)
                 .arg(change.json.as_deref().unwrap_or(""));
+        }
+        for link in links {
+            invocation
+                .arg("l")
+                .arg(&link.id)
+                .arg(link.json.as_deref().unwrap_or(""));
         }
         let mut backoff = BACKOFF_START;
         let mut attempt = 1;
@@ -237,9 +297,18 @@ impl RedisWriter {
 
     /// Reads one entity as stored.
     pub async fn get(&self, uid: &str) -> Result<Option<StoredRecord>, SyncError> {
+        self.get_field(&self.keys.entities, uid).await
+    }
+
+    /// Reads one template link as stored.
+    pub async fn get_link(&self, id: &str) -> Result<Option<StoredRecord>, SyncError> {
+        self.get_field(&self.keys.links, id).await
+    }
+
+    async fn get_field(&self, hash: &str, uid: &str) -> Result<Option<StoredRecord>, SyncError> {
         let mut conn = self.conn().await?;
         let reply: Option<Vec<u8>> = match redis::cmd("HGET")
-            .arg(&self.keys.entities)
+            .arg(hash)
             .arg(uid)
             .query_async(&mut conn)
             .await
@@ -272,9 +341,22 @@ impl RedisWriter {
 
     /// Visits every stored entity with `HSCAN` (never `HGETALL`, which
     /// blocks Redis on big datasets).
-    pub async fn scan(&self, mut visit: impl FnMut(StoredRecord)) -> Result<(), SyncError> {
+    pub async fn scan(&self, visit: impl FnMut(StoredRecord)) -> Result<(), SyncError> {
+        self.scan_field(&self.keys.entities, visit).await
+    }
+
+    /// Visits every stored template link with `HSCAN`.
+    pub async fn scan_links(&self, visit: impl FnMut(StoredRecord)) -> Result<(), SyncError> {
+        self.scan_field(&self.keys.links, visit).await
+    }
+
+    async fn scan_field(
+        &self,
+        hash: &str,
+        mut visit: impl FnMut(StoredRecord),
+    ) -> Result<(), SyncError> {
         let mut conn = self.conn().await?;
-        let result = scan_hash(&mut conn, &self.keys.entities, |uid, value| {
+        let result = scan_hash(&mut conn, hash, |uid, value| {
             visit(record(uid, &value)?);
             Ok(())
         })
@@ -322,12 +404,12 @@ pub(crate) async fn scan_hash(
         let mut items = items.into_iter();
         while let (Some(field), Some(value)) = (items.next(), items.next()) {
             let (Value::BulkString(field), Value::BulkString(value)) = (field, value) else {
-                return Err(SyncError::Malformed(
-                    "entity hash holds a non-string".to_string(),
-                ));
+                return Err(SyncError::Malformed(format!(
+                    "hash `{key}` holds a non-string"
+                )));
             };
             let field = String::from_utf8(field)
-                .map_err(|_| SyncError::Malformed("entity uid is not UTF-8".to_string()))?;
+                .map_err(|_| SyncError::Malformed(format!("a field of `{key}` is not UTF-8")))?;
             visit(field, value)?;
         }
         if next == 0 {
@@ -338,11 +420,10 @@ pub(crate) async fn scan_hash(
 }
 
 fn record(uid: String, value: &[u8]) -> Result<StoredRecord, SyncError> {
-    let (revision, json) = decode_hash_value(value).ok_or_else(|| {
-        SyncError::Malformed(format!("entity `{uid}` is not stored as `<rev>:<json>`"))
-    })?;
+    let (revision, json) = decode_hash_value(value)
+        .ok_or_else(|| SyncError::Malformed(format!("`{uid}` is not stored as `<rev>:<json>`")))?;
     let json = String::from_utf8(json.to_vec())
-        .map_err(|_| SyncError::Malformed(format!("entity `{uid}` is not UTF-8")))?;
+        .map_err(|_| SyncError::Malformed(format!("`{uid}` is not UTF-8")))?;
     Ok(StoredRecord {
         uid,
         revision,

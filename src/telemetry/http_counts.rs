@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 /// The route templates the API serves (the gateway doors' under their
 /// default prefix), and `unmatched` (before routing).
-const ROUTES: [&str; 23] = [
+const ROUTES: [&str; 25] = [
     "/.well-known/authzen-configuration",
     "/access/v1/evaluation",
     "/access/v1/evaluations",
@@ -31,6 +31,8 @@ const ROUTES: [&str; 23] = [
     "/v1/is_authorized/batch",
     "/v1/plan",
     "/v1/policies",
+    "/v1/policy-links",
+    "/v1/policy-links/{id}",
     "/v1/search",
     "/v1/status",
     "unmatched",

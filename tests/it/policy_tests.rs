@@ -416,3 +416,54 @@ fn the_shipped_cedar_file_decides_the_same_in_plain_cedar() {
         );
     }
 }
+
+#[test]
+fn links_are_decided_with_every_case_and_counted_in_coverage() {
+    let dir = "tests/fixtures/engine/templates";
+    let policies = format!("{dir}/policies");
+    let schema = format!("{dir}/schema.cedarschema");
+    let links = format!("{dir}/links.json");
+    let suite = format!("{dir}/links.tests.json");
+    let mut args = vec!["test", "--policies", &policies, "--schema", &schema];
+    args.extend(["--coverage", &suite]);
+    // Without the links the grants are not there: the allow cases fail.
+    let run = sidecar(&args);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(last_line(&run.stdout), "1 passed, 2 failed");
+
+    args.extend(["--links", &links]);
+    let run = sidecar(&args);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(last_line(&run.stdout), "3 passed, 0 failed");
+    assert!(
+        run.stdout
+            .contains("templates: 1 of 3 determined a decision through a link; links: 2 of 4"),
+        "{}",
+        run.stdout
+    );
+    assert!(run
+        .stdout
+        .contains("no link of template `doc-writer` (grants.cedar) determined a decision"));
+    assert!(run
+        .stdout
+        .contains("link `ann-writes-api` never determined a decision"));
+
+    // A links file that does not fit the templates stops the run.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        bad.path(),
+        r#"[{"template_id": "nope", "link_id": "x", "args": {"?principal": "User::\"bob\""}}]"#,
+    )
+    .unwrap();
+    let bad_path = bad.path().display().to_string();
+    let mut args = vec!["test", "--policies", &policies, "--schema", &schema];
+    args.extend(["--links", &bad_path, &suite]);
+    let run = sidecar(&args);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("{bad_path}:1:2: link `x` names template `nope`")),
+        "{}",
+        run.stderr
+    );
+}

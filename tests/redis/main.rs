@@ -8,6 +8,7 @@
 mod acl;
 mod cases;
 mod harness;
+mod links;
 mod pki;
 mod proxy;
 mod reload;

@@ -1,8 +1,9 @@
 //! Figures for BENCHMARKS.md (`## Redis sync`): write-to-applied latency
-//! with 1 and 16 replicas, and snapshot load time and memory for 100k and
-//! 1M entities. Spawns its own redis-server on a unix socket.
+//! with 1 and 16 replicas, a template link written until the decision it
+//! grants changes at 1 and 16 replicas, and snapshot load time and memory
+//! for 100k and 1M entities. Spawns its own redis-server on a unix socket.
 //!
-//! `cargo run --release --example redis_sync_bench [-- --quick]`
+//! `cargo run --release --example redis_sync_bench [-- --quick] [-- --links-only]`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 /// The allocator the `cedar-sidecar` binary uses, so figures match it.
@@ -14,11 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cedar_sidecar::engine::{PackSources, PolicyPack};
+use cedar_sidecar::engine::{decide, DecisionRequest, PackSources, PolicyPack, Verdict};
 use cedar_sidecar::freshness::{Freshness, FreshnessPolicy};
 use cedar_sidecar::publisher::Publisher;
 use cedar_sidecar::state::SharedState;
-use cedar_sidecar::sync::{EntityWrite, KeyLayout, RedisTarget, RedisWriter, Replica, Topology};
+use cedar_sidecar::sync::{
+    EntityWrite, KeyLayout, LinkWrite, RedisTarget, RedisWriter, Replica, Topology,
+};
 
 struct Server {
     child: Child,
@@ -177,6 +180,125 @@ async fn latency(replicas: usize, writes: usize, pack: &Arc<PolicyPack>) -> Stri
     )
 }
 
+/// The `templates` fixture: folder-reader grants as links.
+fn templates_pack() -> Arc<PolicyPack> {
+    let root = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/engine/templates"
+    ));
+    Arc::new(
+        PolicyPack::load(&PackSources {
+            policies: root.join("policies"),
+            schema: root.join("schema.cedarschema"),
+        })
+        .unwrap(),
+    )
+}
+
+/// A template link written (put or delete, alternately) until the decision
+/// it grants has changed at every replica: each replica is woken when it
+/// has applied the write's revision, decides `bob` reading `pay` on the
+/// snapshot it publishes, and must see the new answer.
+async fn link_latency(replicas: usize, writes: usize) -> String {
+    let pack = templates_pack();
+    let server = Server::start();
+    let writer = writer(&server.url(), 10_000);
+    let entity = |json: &str| EntityWrite {
+        uid: {
+            let value: serde_json::Value = serde_json::from_str(json).unwrap();
+            format!(
+                "{}::\"{}\"",
+                value["uid"]["type"].as_str().unwrap(),
+                value["uid"]["id"].as_str().unwrap()
+            )
+        },
+        json: Some(json.to_string()),
+    };
+    writer
+        .write(
+            &[
+                entity(r#"{"uid":{"type":"User","id":"bob"},"attrs":{},"parents":[]}"#),
+                entity(r#"{"uid":{"type":"Folder","id":"hr"},"attrs":{},"parents":[]}"#),
+                entity(
+                    r#"{"uid":{"type":"Doc","id":"pay"},"attrs":{"owner":{"type":"User","id":"bob"}},"parents":[{"type":"Folder","id":"hr"}]}"#,
+                ),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let running: Vec<Running> = (0..replicas)
+        .map(|_| replica(&server.url(), &pack))
+        .collect();
+    for r in &running {
+        assert!(r.freshness.wait_for(1).await, "snapshot");
+    }
+    let grant = LinkWrite {
+        id: "bob-reads-hr".to_string(),
+        json: Some(
+            r#"{"template_id":"folder-readers","link_id":"bob-reads-hr","args":{"?principal":"User::\"bob\"","?resource":"Folder::\"hr\""}}"#
+                .to_string(),
+        ),
+    };
+    let request = Arc::new(DecisionRequest {
+        principal: r#"User::"bob""#.parse().unwrap(),
+        action: r#"Action::"read""#.parse().unwrap(),
+        resource: r#"Doc::"pay""#.parse().unwrap(),
+        context: Some(serde_json::json!({"n": 1})),
+        entities: Vec::new(),
+    });
+    let mut samples = Vec::with_capacity(writes * replicas);
+    for i in 0..writes {
+        let granting = i % 2 == 0;
+        let expected = if granting {
+            Verdict::Allow
+        } else {
+            Verdict::Deny
+        };
+        let rev = i as u64 + 2;
+        let started = Instant::now();
+        let waiters: Vec<_> = running
+            .iter()
+            .map(|r| {
+                let (freshness, shared, request) =
+                    (r.freshness.clone(), r.shared.clone(), request.clone());
+                tokio::spawn(async move {
+                    assert!(freshness.wait_for(rev).await);
+                    let snapshot = shared.snapshot().unwrap();
+                    let decision = decide(
+                        &snapshot.pack,
+                        &snapshot.entities,
+                        &request,
+                        &Default::default(),
+                    )
+                    .unwrap();
+                    assert_eq!(decision.verdict, expected, "{decision:?}");
+                    started.elapsed()
+                })
+            })
+            .collect();
+        let write = if granting {
+            grant.clone()
+        } else {
+            LinkWrite::delete("bob-reads-hr")
+        };
+        writer.write_links(&[write], None).await.unwrap();
+        for waiter in waiters {
+            samples.push(waiter.await.unwrap());
+        }
+    }
+    for r in running {
+        r.task.abort();
+    }
+    samples.sort();
+    format!(
+        "| link write-to-decision-changed, {replicas} replica(s), {writes} writes | p50 {:.3} ms | p99 {:.3} ms | max {:.3} ms |",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        percentile(&samples, 1.0)
+    )
+}
+
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm
@@ -261,6 +383,7 @@ async fn scan_only(url: &str) -> Duration {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let links_only = std::env::args().any(|a| a == "--links-only");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -270,6 +393,11 @@ fn main() {
     let _ = PathBuf::new();
     runtime.block_on(async {
         let writes = if quick { 200 } else { 2000 };
+        println!("{}", link_latency(1, writes).await);
+        println!("{}", link_latency(16, writes / 2).await);
+        if links_only {
+            return;
+        }
         println!("{}", latency(1, writes, &pack).await);
         println!("{}", latency(16, writes / 2, &pack).await);
         println!("{}", snapshot(100_000, &pack).await);

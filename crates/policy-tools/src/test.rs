@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::engine::{PackSources, PolicyPack};
+use crate::engine::{load_links_file, PackSources, PolicyPack};
+use crate::entities::LinkMap;
 use crate::paths::{DEFAULT_POLICIES, DEFAULT_SCHEMA, DEFAULT_TESTS};
 use crate::testing::{
     discover, load_test_file, render_human, render_json, render_junit, run_suite, summary_line,
@@ -25,6 +26,10 @@ pub struct TestCommand {
     /// Schema file or folder the policies and tests are checked against.
     #[arg(long, default_value = DEFAULT_SCHEMA)]
     schema: PathBuf,
+    /// Template links (the Cedar CLI's `--template-linked` JSON) decided
+    /// with every case's entities; checked against the templates first.
+    #[arg(long, value_name = "FILE")]
+    links: Option<PathBuf>,
     /// How to print the results.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     format: OutputFormat,
@@ -88,7 +93,17 @@ pub fn run_test(args: &TestCommand) -> i32 {
         eprintln!("error: no test cases found in {}", paths_list(&paths));
         return EXIT_INVALID;
     }
-    let report = run_suite(&pack, &files);
+    let links = match &args.links {
+        Some(path) => match load_links_file(path, &pack) {
+            Ok(links) => links,
+            Err(problems) => {
+                eprint!("{}", problems.render());
+                return EXIT_INVALID;
+            }
+        },
+        None => LinkMap::default(),
+    };
+    let report = run_suite(&pack, &files, &links);
     let show_coverage = args.coverage || args.fail_under_coverage.is_some();
     match args.format {
         OutputFormat::Human => emit(&render_human(&report, show_coverage)),

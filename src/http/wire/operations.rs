@@ -21,12 +21,54 @@ pub struct PoliciesResponse {
     pub version: String,
     /// Every policy and template, sorted by file then position.
     pub policies: Vec<PolicyEntry>,
-    /// Every template link (data, from the links file or Redis), by id.
-    pub links: Vec<LinkEntry>,
+    /// How many template links are served. The links themselves are
+    /// grants (who may use what): listed page by page by the admin route
+    /// `GET /v1/policy-links`, not to every caller.
+    pub link_count: usize,
 }
 
-/// One template link of `GET /v1/policies`, in the Cedar CLI's
-/// `--template-linked` form.
+/// `GET /v1/policy-links`: one page of the served links, by id.
+#[derive(Debug, Serialize)]
+pub struct LinksPage {
+    /// The entity revision the links were read at.
+    pub revision: u64,
+    /// The links after `after`, at most `limit` of them.
+    pub links: Vec<LinkEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `PUT /v1/policy-links`.
+#[derive(Debug, Serialize)]
+pub struct LinksWritten {
+    /// The revision the write created.
+    pub revision: u64,
+    /// Links written.
+    pub written: usize,
+}
+
+/// `DELETE /v1/policy-links`.
+#[derive(Debug, Serialize)]
+pub struct LinksDeleted {
+    /// The revision the delete created.
+    pub revision: u64,
+    /// Links deleted.
+    pub deleted: usize,
+}
+
+/// `GET /v1/policy-links/{id}`: a link as stored in Redis.
+#[derive(Debug, Serialize)]
+pub struct LinkRecordBody {
+    /// The link's id.
+    pub link_id: String,
+    /// The revision that last wrote it.
+    pub revision: u64,
+    /// The link in the Cedar CLI's `--template-linked` form.
+    pub link: serde_json::Value,
+}
+
+/// One template link, in the Cedar CLI's `--template-linked` form.
 #[derive(Debug, Serialize)]
 pub struct LinkEntry {
     /// The template it fills.

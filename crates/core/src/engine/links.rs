@@ -161,8 +161,22 @@ pub fn check_link(pack: &PolicyPack, link: &StoredLink) -> Result<(), LinkError>
 /// Checks every link of `links` against `pack`; the message names up to
 /// ten links that do not fit.
 pub fn check_links(pack: &PolicyPack, links: &LinkMap) -> Result<(), String> {
+    check_links_kept(pack, links, None)
+}
+
+/// Like [`check_links`], but with `before` (the pack serving `links` now)
+/// only the links that fit `before` are checked: a new pack is refused for
+/// orphaning links that are served, not for links that fit no pack (a
+/// Redis writer that skipped the check; decisions those could apply to
+/// deny, see [`with_links`]).
+pub fn check_links_kept(
+    pack: &PolicyPack,
+    links: &LinkMap,
+    before: Option<&PolicyPack>,
+) -> Result<(), String> {
     let mut errors: Vec<String> = links
         .iter()
+        .filter(|link| before.is_none_or(|before| check_link(before, link).is_ok()))
         .filter_map(|link| check_link(pack, link).err().map(|e| e.to_string()))
         .collect();
     if errors.is_empty() {
@@ -215,8 +229,9 @@ pub fn parse_links(shown: &str, text: &Arc<str>, pack: &PolicyPack) -> Result<Li
 
 /// The policies one decision evaluates when `links` may apply: `base` (the
 /// action's static policies) plus each link's template, linked. A link
-/// that cannot be linked is an error: the caller denies (a forbid among
-/// them must not be skipped).
+/// that does not fit the pack (stored in Redis by a writer that checked it
+/// against other policies, or none), or cannot be linked, is an error: the
+/// caller denies (a forbid among them must not be skipped).
 pub fn with_links(
     pack: &PolicyPack,
     base: &PolicySet,
@@ -225,6 +240,7 @@ pub fn with_links(
     let mut set = base.clone();
     let mut added: HashSet<&str> = HashSet::new();
     for link in links {
+        check_link(pack, link).map_err(|e| e.to_string())?;
         if added.insert(&link.template) {
             let id = PolicyId::new(&*link.template);
             let template = pack.files.set.template(&id).ok_or_else(|| {

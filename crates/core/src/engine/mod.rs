@@ -19,7 +19,8 @@ pub use action_index::ActionIndex;
 pub use decide::{decide, Decision, DecisionRequest, RequestError, Verdict};
 pub use hierarchy::only_roots_tested_for_ancestry;
 pub use links::{
-    check_link, check_links, load_links_file, parse_links, LinkError, SlotRules, TemplateSlots,
+    check_link, check_links, check_links_kept, load_links_file, parse_links, LinkError, SlotRules,
+    TemplateSlots,
 };
 #[cfg(test)]
 pub(crate) use pack::shipped_pack;

@@ -66,6 +66,26 @@ pub fn render_human(report: &RunReport, with_coverage: bool) -> String {
                 policy.id, policy.file
             );
         }
+        if coverage.templates > 0 {
+            let _ = writeln!(
+                out,
+                "templates: {} of {} determined a decision through a link; links: {} of {}",
+                coverage.templates_covered,
+                coverage.templates,
+                coverage.links_covered,
+                coverage.links
+            );
+            for template in &coverage.uncovered_templates {
+                let _ = writeln!(
+                    out,
+                    "  no link of template `{}` ({}) determined a decision",
+                    template.id, template.file
+                );
+            }
+            for link in &coverage.uncovered_links {
+                let _ = writeln!(out, "  link `{link}` never determined a decision");
+            }
+        }
     }
     out.push_str(&summary_line(report));
     out.push('\n');

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::case::verdict_word;
 use super::discover::TestFile;
 use crate::engine::{decide, PolicyPack};
+use crate::entities::LinkMap;
 
 /// What happened to one case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +55,18 @@ pub struct Coverage {
     pub percent: f64,
     /// The policies that never did, in pack order.
     pub uncovered: Vec<UncoveredPolicy>,
+    /// Templates in the pack.
+    pub templates: usize,
+    /// Templates through one of whose links some decision was determined.
+    pub templates_covered: usize,
+    /// The templates no link of which did, in pack order.
+    pub uncovered_templates: Vec<UncoveredPolicy>,
+    /// Template links under test (`--links`).
+    pub links: usize,
+    /// How many of them determined some decision.
+    pub links_covered: usize,
+    /// The links that never did, by id.
+    pub uncovered_links: Vec<String>,
 }
 
 /// A policy no test exercised.
@@ -81,8 +94,9 @@ impl RunReport {
     }
 }
 
-/// Decides every case of every file against `pack`.
-pub fn run_suite(pack: &PolicyPack, files: &[TestFile]) -> RunReport {
+/// Decides every case of every file against `pack`, with `links` (the
+/// template links under test) beside each case's entities.
+pub fn run_suite(pack: &PolicyPack, files: &[TestFile], links: &LinkMap) -> RunReport {
     let mut determined: BTreeSet<String> = BTreeSet::new();
     let mut cases = Vec::new();
     for case in files.iter().flat_map(|file| &file.cases) {
@@ -101,9 +115,12 @@ pub fn run_suite(pack: &PolicyPack, files: &[TestFile]) -> RunReport {
             cases.push(result);
             continue;
         };
+        // A clone of the map is a pointer copy: the links ride along.
+        let with_links =
+            (!links.is_empty()).then(|| case.entities.as_ref().clone().with_links(links.clone()));
         match decide(
             pack,
-            &case.entities,
+            with_links.as_ref().unwrap_or(&*case.entities),
             &case.request,
             &crate::engine::RequestEntityPolicy::default(),
         ) {
@@ -128,11 +145,31 @@ pub fn run_suite(pack: &PolicyPack, files: &[TestFile]) -> RunReport {
     }
     RunReport {
         cases,
-        coverage: coverage(pack, &determined),
+        coverage: coverage(pack, &determined, links),
     }
 }
 
-fn coverage(pack: &PolicyPack, determined: &BTreeSet<String>) -> Coverage {
+fn coverage(pack: &PolicyPack, determined: &BTreeSet<String>, links: &LinkMap) -> Coverage {
+    let mut uncovered_links: Vec<String> = links
+        .iter()
+        .filter(|link| !determined.contains(&*link.id))
+        .map(|link| link.id.to_string())
+        .collect();
+    uncovered_links.sort();
+    let linked: BTreeSet<&str> = links
+        .iter()
+        .filter(|link| determined.contains(&*link.id))
+        .map(|link| &*link.template)
+        .collect();
+    let templates: Vec<_> = pack.files.info.iter().filter(|i| i.is_template).collect();
+    let uncovered_templates: Vec<UncoveredPolicy> = templates
+        .iter()
+        .filter(|info| !linked.contains(info.id.as_str()))
+        .map(|info| UncoveredPolicy {
+            id: info.id.clone(),
+            file: info.file.clone(),
+        })
+        .collect();
     let policies: Vec<_> = pack.files.info.iter().filter(|i| !i.is_template).collect();
     let uncovered: Vec<UncoveredPolicy> = policies
         .iter()
@@ -153,5 +190,11 @@ fn coverage(pack: &PolicyPack, determined: &BTreeSet<String>) -> Coverage {
         covered,
         percent,
         uncovered,
+        templates: templates.len(),
+        templates_covered: templates.len() - uncovered_templates.len(),
+        uncovered_templates,
+        links: links.len(),
+        links_covered: links.len() - uncovered_links.len(),
+        uncovered_links,
     }
 }
