@@ -7,12 +7,15 @@ cd "$(dirname "$0")/.."
 
 # redis-server for the Redis tests; curl for the documentation test, which
 # runs the README's curl examples as written; nginx (nginx-light) and caddy
-# for the gateway tests, which run the shipped deploy/gateways configs.
+# for the gateway tests, which run the shipped deploy/gateways configs; cvc5,
+# the SMT solver behind `diff` and `check --analyze` (tests/it/diff.rs and
+# docs/policy-change.md run it; Debian's 1.0.3 answers Cedar's queries).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+command -v cvc5 >/dev/null 2>&1 || missing+=(cvc5)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -35,7 +38,7 @@ CEDAR_SIDECAR_CEDAR_FAST_PATHS=off cargo test --locked --test it -- \
 # The shipped policy pack: valid, formatted, and its policy unit tests pass
 # with every policy exercised. Then the example packs, the same way.
 sidecar() { cargo run --locked -q -- "$@"; }
-sidecar check
+sidecar check --analyze --deny-warnings
 sidecar fmt --check
 sidecar test --coverage --fail-under-coverage 100
 for pack in examples/packs/*/; do
