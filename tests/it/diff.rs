@@ -70,7 +70,11 @@ fn widened(dir: &Path) -> PathBuf {
             (name, edited)
         })
         .collect();
-    assert_ne!(files, shipped_files(), "the widening edit found nothing to edit");
+    assert_ne!(
+        files,
+        shipped_files(),
+        "the widening edit found nothing to edit"
+    );
     write_pack(dir, &files)
 }
 
@@ -95,7 +99,13 @@ fn a_refactor_that_renames_reorders_and_splits_policies_permits_nothing_new() {
     }
     let new = write_pack(&temp.path().join("new"), &files);
     let (code, stdout, stderr) = sidecar(
-        &["diff", "policies", new.to_str().unwrap(), "--schema", "schema"],
+        &[
+            "diff",
+            "policies",
+            new.to_str().unwrap(),
+            "--schema",
+            "schema",
+        ],
         &repo(),
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -133,7 +143,10 @@ fn a_widened_permit_is_found_and_its_counterexample_flips_in_the_engine() {
         &repo(),
     );
     assert_eq!(code, 1, "{stdout}{stderr}");
-    assert!(stderr.contains("error: the new policies may permit"), "{stderr}");
+    assert!(
+        stderr.contains("error: the new policies may permit"),
+        "{stderr}"
+    );
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let changed: Vec<&serde_json::Value> = report["request_types"]
         .as_array()
@@ -188,11 +201,17 @@ fn a_widened_permit_is_found_and_its_counterexample_flips_in_the_engine() {
         &repo(),
     );
     assert_eq!(code, 0);
-    assert!(stdout.contains("more          User Action::\"UseEnvironment\" Environment"), "{stdout}");
+    assert!(
+        stdout.contains("more          User Action::\"UseEnvironment\" Environment"),
+        "{stdout}"
+    );
     // The other way round, the change permits less, which passes.
     let (code, stdout, stderr) = sidecar(&["diff", new.to_str().unwrap(), "policies"], &repo());
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("less          User Action::\"UseEnvironment\" Environment"), "{stdout}");
+    assert!(
+        stdout.contains("less          User Action::\"UseEnvironment\" Environment"),
+        "{stdout}"
+    );
     assert!(stdout.contains("OLD: Allow, NEW: Deny"), "{stdout}");
 }
 
@@ -265,9 +284,17 @@ when { principal in PlatformAdmins::"thunk" };
         .to_string(),
     ));
     let planted = write_pack(&temp.path().join("planted"), &files);
-    let args = ["check", "--analyze", "--policies", planted.to_str().unwrap()];
+    let args = [
+        "check",
+        "--analyze",
+        "--policies",
+        planted.to_str().unwrap(),
+    ];
     let (code, stdout, stderr) = sidecar(&args, &repo());
-    assert_eq!(code, 0, "warnings do not fail without --deny-warnings: {stderr}");
+    assert_eq!(
+        code, 0,
+        "warnings do not fail without --deny-warnings: {stderr}"
+    );
     assert!(stdout.contains("analysis: 3 warnings"), "{stdout}");
     let shown = planted.display();
     for expected in [
@@ -281,7 +308,10 @@ when { principal in PlatformAdmins::"thunk" };
     denied.push("--deny-warnings");
     let (code, _, stderr) = sidecar(&denied, &repo());
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("error: the analysis warned (--deny-warnings)"), "{stderr}");
+    assert!(
+        stderr.contains("error: the analysis warned (--deny-warnings)"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -299,6 +329,9 @@ fn a_missing_solver_is_an_error_that_says_what_to_install() {
         &repo(),
     );
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("cannot start the SMT solver `/nonexistent/cvc5`"), "{stderr}");
+    assert!(
+        stderr.contains("cannot start the SMT solver `/nonexistent/cvc5`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("apt-get install cvc5"), "{stderr}");
 }

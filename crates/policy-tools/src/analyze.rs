@@ -94,7 +94,11 @@ async fn analyze_with(pack: &PolicyPack, prover: &mut Prover) -> Result<Vec<Warn
     // In file order, as `check` reports everything else.
     let mut policies = Vec::new();
     for info in pack.files.info.iter().filter(|info| !info.is_template) {
-        if let Some(policy) = pack.files.set.policy(&cedar_policy::PolicyId::new(&info.id)) {
+        if let Some(policy) = pack
+            .files
+            .set
+            .policy(&cedar_policy::PolicyId::new(&info.id))
+        {
             policies.push(Applies {
                 policy,
                 id: info.id.clone(),
@@ -135,7 +139,10 @@ async fn analyze_with(pack: &PolicyPack, prover: &mut Prover) -> Result<Vec<Warn
             );
         }
     }
-    for entry in policies.iter().filter(|e| e.policy.effect() == Effect::Permit) {
+    for entry in policies
+        .iter()
+        .filter(|e| e.policy.effect() == Effect::Permit)
+    {
         if entry.compiled.is_empty() {
             continue;
         }

@@ -29,8 +29,7 @@ pub const EXIT_INVALID: i32 = 1;
 
 /// Runs `check`, printing a report; returns the exit code.
 pub fn run_check(args: &CheckCommand) -> i32 {
-    match check(&args.pack).and_then(|summary| with_analysis(&args.pack, &args.analysis, summary))
-    {
+    match check(&args.pack).and_then(|summary| with_analysis(&args.pack, &args.analysis, summary)) {
         Ok(summary) => {
             // A closed pipe (`check | head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout(), "{summary}");

@@ -169,11 +169,10 @@ pub struct TemplateChange {
 impl TemplateChange {
     /// Whether links of NEW may grant what links of OLD did not.
     pub fn may_grant_more(&self) -> bool {
-        match (self.kind, self.effect) {
-            ("changed", _) => true,
-            ("added", Effect::Permit) | ("removed", Effect::Forbid) => true,
-            _ => false,
-        }
+        matches!(
+            (self.kind, self.effect),
+            ("changed", _) | ("added", Effect::Permit) | ("removed", Effect::Forbid)
+        )
     }
 }
 
@@ -285,7 +284,10 @@ async fn compare(
 ) -> Result<TypeDiff, String> {
     let compile = |set: &PolicySet| {
         CompiledPolicySet::compile(set, env, schema).map_err(|error| {
-            format!("cannot compile the policies for {}: {error}", env_label(env))
+            format!(
+                "cannot compile the policies for {}: {error}",
+                env_label(env)
+            )
         })
     };
     let old_compiled = compile(old_set)?;

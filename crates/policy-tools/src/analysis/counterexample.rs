@@ -82,8 +82,13 @@ impl Counterexample {
         let stored = parse_entities_json(values, &pack.schema)
             .map_err(|error| format!("the counterexample's entities do not load: {error}"))?;
         let store = EntityMap::from_entities(stored, 1);
-        decide(pack, &store, &self.decision, &RequestEntityPolicy::default())
-            .map(|decision| decision.verdict)
-            .map_err(|error| format!("the counterexample's request is refused: {error}"))
+        decide(
+            pack,
+            &store,
+            &self.decision,
+            &RequestEntityPolicy::default(),
+        )
+        .map(|decision| decision.verdict)
+        .map_err(|error| format!("the counterexample's request is refused: {error}"))
     }
 }

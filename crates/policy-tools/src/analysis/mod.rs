@@ -40,6 +40,10 @@ pub fn env_label(env: &RequestEnv) -> String {
 /// The static policies of a set (templates and their links left out):
 /// what the proofs are about.
 pub fn static_policies(set: &PolicySet) -> Result<PolicySet, String> {
-    PolicySet::from_policies(set.policies().filter(|p| p.template_id().is_none()).cloned())
-        .map_err(|error| format!("cannot collect the static policies: {error}"))
+    PolicySet::from_policies(
+        set.policies()
+            .filter(|p| p.template_id().is_none())
+            .cloned(),
+    )
+    .map_err(|error| format!("cannot collect the static policies: {error}"))
 }

@@ -45,7 +45,8 @@ impl SolverArgs {
                 self.solver.display()
             )
         })?;
-        CedarSymCompiler::new(solver).map_err(|error| format!("cannot start the symbolic compiler: {error}"))
+        CedarSymCompiler::new(solver)
+            .map_err(|error| format!("cannot start the symbolic compiler: {error}"))
     }
 }
 
