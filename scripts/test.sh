@@ -35,15 +35,17 @@ cargo test --locked --workspace --all-targets
 CEDAR_SIDECAR_CEDAR_FAST_PATHS=off cargo test --locked --test it -- \
   slice_equivalence conform_equivalence engine:: http:: trust:: fuzz::
 
-# The shipped policy pack: valid, formatted, and its policy unit tests pass
-# with every policy exercised. Then the example packs, the same way.
+# The shipped policy pack: valid, no policy that can never apply, no
+# shadowed permit and no duplicate (proved by cvc5), formatted, and its
+# policy unit tests pass with every policy exercised. Then the example packs, the same way.
 sidecar() { cargo run --locked -q -- "$@"; }
 sidecar check --analyze --deny-warnings
 sidecar fmt --check
 sidecar test --coverage --fail-under-coverage 100
 for pack in examples/packs/*/; do
   pack=${pack%/}
-  sidecar check --policies "$pack/policies" --schema "$pack/schema" --entities "$pack/entities.json"
+  sidecar check --policies "$pack/policies" --schema "$pack/schema" --entities "$pack/entities.json" \
+    --analyze --deny-warnings
   sidecar fmt --check "$pack/policies"
   sidecar test "$pack/tests" --policies "$pack/policies" --schema "$pack/schema" \
     --coverage --fail-under-coverage 100
