@@ -256,6 +256,31 @@ fn diff_lists_template_changes_and_fails_on_those_that_may_grant_more() {
     );
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(!stdout.contains("template"), "{stdout}");
+
+    // A static forbid dropped while permit templates exist: the static
+    // policies decide the same, but a link's grant it stopped goes through.
+    let guarded = write_pack(
+        &temp.path().join("guarded"),
+        &[
+            ("grants.cedar".to_string(), text.clone()),
+            (
+                "guard.cedar".to_string(),
+                "@id(\"nobody-uses-acme-prod\")\nforbid (principal, action == Action::\"UseEnvironment\", resource == Environment::\"acme-prod\");\n".to_string(),
+            ),
+        ],
+    );
+    let (code, stdout, stderr) = sidecar(
+        &["diff", guarded.to_str().unwrap(), pack.to_str().unwrap()],
+        &repo(),
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(
+            "forbid `nobody-uses-acme-prod` removed or changed while permit templates exist"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("same, 0 more"), "{stdout}");
 }
 
 #[test]

@@ -11,7 +11,8 @@
 //! Templates are not in the proof: their links are data. A template added,
 //! removed or changed is listed by effect, and one that can grant more
 //! (a permit added or changed, a forbid removed or changed) fails the run
-//! like a "more" does.
+//! like a "more" does; so does a static forbid removed or changed while
+//! permit templates exist (it may have stopped a link's grant).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -183,6 +184,10 @@ pub struct DiffReport {
     pub types: Vec<TypeDiff>,
     /// Templates that differ.
     pub templates: Vec<TemplateChange>,
+    /// Static forbids of OLD that NEW no longer has (removed or changed)
+    /// while NEW has permit templates: links are outside the proof, so a
+    /// grant such a forbid stopped may now go through.
+    pub unguarded_links: Vec<String>,
 }
 
 impl DiffReport {
@@ -190,6 +195,7 @@ impl DiffReport {
     pub fn may_grant_more(&self) -> bool {
         self.types.iter().any(|t| t.change().may_grant_more())
             || self.templates.iter().any(TemplateChange::may_grant_more)
+            || !self.unguarded_links.is_empty()
     }
 
     fn count(&self, change: Change) -> usize {
@@ -241,9 +247,10 @@ pub fn run_diff(args: &DiffCommand) -> i32 {
         EXIT_NO_MORE
     } else {
         eprintln!(
-            "error: the new policies may permit requests the old ones deny ({} request types, {} templates); review, then pass --allow-more to accept",
+            "error: the new policies may permit requests the old ones deny ({} request types, {} templates, {} forbids); review, then pass --allow-more to accept",
             report.types.iter().filter(|t| t.change().may_grant_more()).count(),
             report.templates.iter().filter(|t| t.may_grant_more()).count(),
+            report.unguarded_links.len(),
         );
         EXIT_MORE
     }
@@ -270,7 +277,39 @@ pub fn diff_packs(
     Ok(DiffReport {
         types,
         templates: template_changes(&old.files.set, &new.files.set),
+        unguarded_links: unguarded_links(&old_set, &new.files.set),
     })
+}
+
+/// Cedar's JSON form of a policy or template, annotations aside: equal for
+/// the same rule under another id or in another file.
+fn shape(json: Option<Value>) -> Option<Value> {
+    json.map(|mut json| {
+        if let Some(fields) = json.as_object_mut() {
+            fields.remove("annotations");
+        }
+        json
+    })
+}
+
+/// OLD's static forbids that NEW lacks, when NEW links permit templates.
+fn unguarded_links(old_static: &PolicySet, new: &PolicySet) -> Vec<String> {
+    if !new.templates().any(|t| t.effect() == Effect::Permit) {
+        return Vec::new();
+    }
+    let kept: Vec<Value> = new
+        .policies()
+        .filter(|p| p.effect() == Effect::Forbid && p.template_id().is_none())
+        .filter_map(|p| shape(p.to_json().ok()))
+        .collect();
+    let mut gone: Vec<String> = old_static
+        .policies()
+        .filter(|p| p.effect() == Effect::Forbid)
+        .filter(|p| shape(p.to_json().ok()).is_none_or(|json| !kept.contains(&json)))
+        .map(|p| p.id().to_string())
+        .collect();
+    gone.sort();
+    gone
 }
 
 async fn compare(
@@ -338,14 +377,7 @@ fn finding(
 /// Templates added, removed or changed (compared as Cedar's JSON form,
 /// annotations aside).
 fn template_changes(old: &PolicySet, new: &PolicySet) -> Vec<TemplateChange> {
-    let shape = |t: &cedar_policy::Template| {
-        t.to_json().ok().map(|mut json| {
-            if let Some(fields) = json.as_object_mut() {
-                fields.remove("annotations");
-            }
-            json
-        })
-    };
+    let shape = |t: &cedar_policy::Template| shape(t.to_json().ok());
     let mut changes = Vec::new();
     for template in old.templates() {
         let id = template.id().to_string();
@@ -474,6 +506,11 @@ pub fn render_human(report: &DiffReport, written: Option<&Path>) -> String {
             }
         ));
     }
+    for id in &report.unguarded_links {
+        text.push_str(&format!(
+            "forbid `{id}` removed or changed while permit templates exist: links may grant more (links are not proved)\n"
+        ));
+    }
     text.push_str(&format!(
         "{} request types: {} same, {} more, {} less, {} more and less, {} unknown\n",
         report.types.len(),
@@ -520,6 +557,7 @@ pub fn render_json(report: &DiffReport) -> Value {
             "change": t.kind,
             "may_grant_more": t.may_grant_more(),
         })).collect::<Vec<_>>(),
+        "unguarded_links": report.unguarded_links,
         "may_grant_more": report.may_grant_more(),
     })
 }
