@@ -7,12 +7,15 @@ cd "$(dirname "$0")/.."
 
 # redis-server for the Redis tests; curl for the documentation test, which
 # runs the README's curl examples as written; nginx (nginx-light) and caddy
-# for the gateway tests, which run the shipped deploy/gateways configs.
+# for the gateway tests, which run the shipped deploy/gateways configs; cvc5,
+# the SMT solver behind `diff` and `check --analyze` (tests/it/diff.rs and
+# docs/policy-change.md run it; Debian's 1.0.3 answers Cedar's queries).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+command -v cvc5 >/dev/null 2>&1 || missing+=(cvc5)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -32,15 +35,17 @@ cargo test --locked --workspace --all-targets
 CEDAR_SIDECAR_CEDAR_FAST_PATHS=off cargo test --locked --test it -- \
   slice_equivalence conform_equivalence engine:: http:: trust:: fuzz::
 
-# The shipped policy pack: valid, formatted, and its policy unit tests pass
-# with every policy exercised. Then the example packs, the same way.
+# The shipped policy pack: valid, no policy that can never apply, no
+# shadowed permit and no duplicate (proved by cvc5), formatted, and its
+# policy unit tests pass with every policy exercised. Then the example packs, the same way.
 sidecar() { cargo run --locked -q -- "$@"; }
-sidecar check
+sidecar check --analyze --deny-warnings
 sidecar fmt --check
 sidecar test --coverage --fail-under-coverage 100
 for pack in examples/packs/*/; do
   pack=${pack%/}
-  sidecar check --policies "$pack/policies" --schema "$pack/schema" --entities "$pack/entities.json"
+  sidecar check --policies "$pack/policies" --schema "$pack/schema" --entities "$pack/entities.json" \
+    --analyze --deny-warnings
   sidecar fmt --check "$pack/policies"
   sidecar test "$pack/tests" --policies "$pack/policies" --schema "$pack/schema" \
     --coverage --fail-under-coverage 100

@@ -1,12 +1,14 @@
 //! `cedar-sidecar check`: the policy tools' `check` (policies, schema and
 //! entities, every problem with file:line:column), plus the gateway route
-//! map and signing keys when `--routes` is given.
+//! map and signing keys when `--routes` is given, and the policy tools'
+//! analysis with `--analyze`.
 
 use std::io::Write;
 
 use clap::Args;
 
-use cedar_policy_tools::check::{check, EXIT_INVALID, EXIT_OK};
+use cedar_policy_tools::analyze::AnalyzeArgs;
+use cedar_policy_tools::check::{check, with_analysis, EXIT_INVALID, EXIT_OK};
 
 use crate::config::PackArgs;
 use crate::engine::PolicyPack;
@@ -19,11 +21,16 @@ pub struct CheckCommand {
     /// With `--routes`: the gateway route map and keys are checked too.
     #[command(flatten)]
     gateway: crate::gateway::GatewayArgs,
+    #[command(flatten)]
+    analysis: AnalyzeArgs,
 }
 
 /// Runs `check`, printing a report; returns the exit code.
 pub fn run_check(args: &CheckCommand) -> i32 {
-    match check(&args.pack).and_then(|summary| check_gateway(&args.pack, &args.gateway, summary)) {
+    match check(&args.pack)
+        .and_then(|summary| check_gateway(&args.pack, &args.gateway, summary))
+        .and_then(|summary| with_analysis(&args.pack, &args.analysis, summary))
+    {
         Ok(summary) => {
             // A closed pipe (`check | head`) is not an error worth a panic.
             let _ = writeln!(std::io::stdout(), "{summary}");

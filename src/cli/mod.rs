@@ -8,8 +8,9 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
-use cedar_policy_tools::{fmt, test};
+use cedar_policy_tools::{diff, fmt, test};
 
+pub use cedar_policy_tools::diff::run_diff;
 pub use cedar_policy_tools::fmt::{format_text, run_fmt};
 pub use cedar_policy_tools::test::run_test;
 pub use check::run_check;
@@ -39,6 +40,8 @@ pub enum Command {
     Test(test::TestCommand),
     /// Format `.cedar` files with Cedar's formatter.
     Fmt(fmt::FmtCommand),
+    /// Prove what a policy change newly permits, for every request the schema allows.
+    Diff(diff::DiffCommand),
     /// Write, read and export the entity dataset in Redis.
     Entities(entities::EntitiesCommand),
     /// Write, read and export the template links in Redis.
@@ -56,6 +59,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Probe(args) => probe::run_probe(&args),
         Command::Test(args) => run_test(&args),
         Command::Fmt(args) => run_fmt(&args),
+        Command::Diff(args) => run_diff(&args),
         Command::Entities(args) => {
             serve::init_logging(crate::config::LogFormat::Human);
             run_entities(args)

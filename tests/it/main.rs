@@ -8,6 +8,7 @@ mod cli;
 mod conform_equivalence;
 mod connections;
 mod decision_log;
+mod diff;
 mod docs;
 mod engine;
 mod fuzz;

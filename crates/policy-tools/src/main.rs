@@ -1,9 +1,10 @@
-//! `cedar-policy-tools`: `check`, `test` and `fmt` for a Cedar policy pack,
-//! without the sidecar (the same code as `cedar-sidecar check|test|fmt`).
+//! `cedar-policy-tools`: `check`, `test`, `fmt` and `diff` for a Cedar
+//! policy pack, without the sidecar (the same code as `cedar-sidecar
+//! check|test|fmt|diff`).
 
 use clap::{Parser, Subcommand};
 
-use cedar_policy_tools::{check, fmt, test};
+use cedar_policy_tools::{check, diff, fmt, test};
 
 /// Check, test and format Cedar policy packs.
 #[derive(Debug, Parser)]
@@ -21,6 +22,8 @@ enum Command {
     Test(test::TestCommand),
     /// Format `.cedar` files with Cedar's formatter.
     Fmt(fmt::FmtCommand),
+    /// Prove what a policy change newly permits, for every request the schema allows.
+    Diff(diff::DiffCommand),
 }
 
 fn main() {
@@ -28,6 +31,7 @@ fn main() {
         Command::Check(args) => check::run_check(&args),
         Command::Test(args) => test::run_test(&args),
         Command::Fmt(args) => fmt::run_fmt(&args),
+        Command::Diff(args) => diff::run_diff(&args),
     };
     std::process::exit(code);
 }
