@@ -3,6 +3,7 @@
 mod check;
 mod entities;
 mod probe;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -13,6 +14,7 @@ pub use cedar_policy_tools::fmt::{format_text, run_fmt};
 pub use cedar_policy_tools::test::run_test;
 pub use check::run_check;
 pub use entities::run_entities;
+pub use replay::{run_replay, ReplayCommand};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 
 /// A policy-as-code authorization sidecar for Cedar.
@@ -39,6 +41,9 @@ pub enum Command {
     Fmt(fmt::FmtCommand),
     /// Write, read and export the entity dataset in Redis.
     Entities(entities::EntitiesCommand),
+    /// Decide logged decisions again against a candidate policy set and
+    /// report those that flip (exit 1 when any does, unless --allow-flips).
+    Replay(Box<replay::ReplayCommand>),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -55,6 +60,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Entities(args) => {
             serve::init_logging(crate::config::LogFormat::Human);
             run_entities(args)
+        }
+        Command::Replay(args) => {
+            serve::init_logging(crate::config::LogFormat::Human);
+            run_replay(&args)
         }
     }
 }

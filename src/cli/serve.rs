@@ -24,6 +24,7 @@ use crate::http::{
 };
 use crate::publisher::Publisher;
 use crate::reload::{watch, Reloader};
+use crate::shadow::Shadow;
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
 use crate::telemetry::{DecisionLog, Listener, Metrics};
@@ -237,10 +238,12 @@ async fn serve(
         metrics.clone(),
     )?);
     let links_file = config.links.clone().filter(|_| entities_file.is_some());
+    let shadow = start_shadow(&config, &guards, &metrics)?;
     let reloader = Arc::new(
         Reloader::new(config.sources(), entities_file, publisher, metrics.clone())
             .with_links(links_file)
-            .with_gateway(guards.gateway.clone()),
+            .with_gateway(guards.gateway.clone())
+            .with_shadow(Some(shadow.clone())),
     );
     let _watcher = if config.watch {
         match watch(reloader.clone(), config.watch_debounce) {
@@ -283,6 +286,7 @@ async fn serve(
             Some(url) => Arc::from(url.trim_end_matches('/')),
             None => Arc::from(format!("http://{}", config.listen)),
         },
+        shadow: Some(shadow),
     };
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;
@@ -338,6 +342,29 @@ async fn serve(
     flush_decision_log(decision_log, deadline).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the shadow (idle until a folder is loaded, by `shadow_policies`
+/// here or by the admin API later). A `shadow_policies` folder that does
+/// not load refuses the start, as the served policies do: the operator
+/// asked for the comparison.
+fn start_shadow(
+    config: &ServeConfig,
+    guards: &Guards,
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<Arc<Shadow>> {
+    let shadow = Shadow::start(config.shadow_queue, guards.trust.clone(), metrics.clone())?;
+    if let Some(folder) = &config.shadow_policies {
+        shadow
+            .load(folder.clone(), config.schema.clone())
+            .map_err(|report| {
+                std::io::Error::other(format!(
+                    "the shadow policies `{}` do not load:\n{report}",
+                    folder.display()
+                ))
+            })?;
+    }
+    Ok(Arc::new(shadow))
 }
 
 /// Flushes the decision log on a blocking thread, waiting no later than

@@ -126,6 +126,9 @@ pub struct AppState {
     pub gateway: Option<Arc<Gateway>>,
     /// The public base URL AuthZEN's metadata names (`public_url`).
     pub public_url: Arc<str>,
+    /// The shadow policy set every live decision is also decided by (off
+    /// the request path, never served); `None` without one.
+    pub shadow: Option<Arc<crate::shadow::Shadow>>,
 }
 
 impl AppState {
@@ -151,6 +154,7 @@ impl AppState {
             lifecycle: Arc::new(Lifecycle::default()),
             gateway: None,
             public_url: Arc::from("http://127.0.0.1:8180"),
+            shadow: None,
         }
     }
 }
@@ -210,6 +214,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(decisions)
         .merge(authzen::routes(&state))
         .route("/v1/admin/reload", post(admin::reload))
+        .route(
+            "/v1/admin/shadow",
+            put(admin::put_shadow).delete(admin::delete_shadow),
+        )
         .route(authzen::CONFIGURATION_PATH, get(authzen::configuration))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

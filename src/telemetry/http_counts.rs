@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The route templates the API serves, and `unmatched` (before routing).
-const ROUTES: [&str; 13] = [
+const ROUTES: [&str; 14] = [
     "/healthz",
     "/metrics",
     "/readyz",
     "/v1/admin/reload",
+    "/v1/admin/shadow",
     "/v1/entities",
     "/v1/entities/{uid}",
     "/v1/is_authorized",

@@ -8,7 +8,7 @@ mod rate_limit;
 
 pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
-    DecisionRecord, RequestEntityRecord,
+    DecisionRecord, LoggedRequest, RequestEntityLogging, RequestEntityRecord,
 };
 pub use metrics::{
     ConnectionTimeout, DecisionLogLoss, Endpoint, Listener, Metrics, SnapshotGauges,
