@@ -238,7 +238,7 @@ async fn serve(
         metrics.clone(),
     )?);
     let links_file = config.links.clone().filter(|_| entities_file.is_some());
-    let shadow = start_shadow(&config, &guards, &metrics)?;
+    let shadow = start_shadow(&config, &guards, &metrics).await?;
     let reloader = Arc::new(
         Reloader::new(config.sources(), entities_file, publisher, metrics.clone())
             .with_links(links_file)
@@ -347,24 +347,30 @@ async fn serve(
 /// Starts the shadow (idle until a folder is loaded, by `shadow_policies`
 /// here or by the admin API later). A `shadow_policies` folder that does
 /// not load refuses the start, as the served policies do: the operator
-/// asked for the comparison.
-fn start_shadow(
+/// asked for the comparison. The files are read on the blocking pool.
+async fn start_shadow(
     config: &ServeConfig,
     guards: &Guards,
     metrics: &Arc<Metrics>,
 ) -> std::io::Result<Arc<Shadow>> {
-    let shadow = Shadow::start(config.shadow_queue, guards.trust.clone(), metrics.clone())?;
-    if let Some(folder) = &config.shadow_policies {
-        shadow
-            .load(folder.clone(), config.schema.clone())
+    let shadow = Arc::new(Shadow::start(
+        config.shadow_queue,
+        guards.trust.clone(),
+        metrics.clone(),
+    )?);
+    if let Some(folder) = config.shadow_policies.clone() {
+        let (loading, schema) = (shadow.clone(), config.schema.clone());
+        let shown = folder.display().to_string();
+        tokio::task::spawn_blocking(move || loading.load(folder, schema))
+            .await
+            .map_err(std::io::Error::other)?
             .map_err(|report| {
                 std::io::Error::other(format!(
-                    "the shadow policies `{}` do not load:\n{report}",
-                    folder.display()
+                    "the shadow policies `{shown}` do not load:\n{report}"
                 ))
             })?;
     }
-    Ok(Arc::new(shadow))
+    Ok(shadow)
 }
 
 /// Flushes the decision log on a blocking thread, waiting no later than

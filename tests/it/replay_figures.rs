@@ -3,7 +3,11 @@
 //! 1M records (`REPLAY_FIGURE_RECORDS` to change it) over the bench kit's
 //! generated data, decided by the shipped pack and written as the sidecar
 //! writes records; then replayed against a candidate without the grant
-//! policy, on every core. Prints records/s.
+//! policy, on every core. Prints records/s. With `REPLAY_FIGURE_DIR` set,
+//! the log, the entities and the candidate are kept there, for a release
+//! binary to replay (`cedar-sidecar replay --decisions DIR/decisions.log
+//! --policies DIR/candidate --entities DIR/entities.json --allow-flips`
+//! logs its records/s).
 
 use std::io::Write;
 use std::time::Instant;
@@ -32,8 +36,17 @@ fn replay_figure_records_per_second() {
     let data = generate(100_000, 42);
     let entities = EntityMap::from_entities(data.to_stored().unwrap(), 1);
     let requests = data.requests(records, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("decisions.log");
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = std::env::var("REPLAY_FIGURE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| scratch.path().to_path_buf());
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("decisions.log");
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(dir.join("entities.json")).unwrap());
+    data.write_json(&mut out).unwrap();
+    out.flush().unwrap();
+    drop(out);
 
     // The log, as the sidecar would have written it (decided on all cores).
     let started = Instant::now();
@@ -42,15 +55,16 @@ fn replay_figure_records_per_second() {
     let parts: Vec<Vec<u8>> = std::thread::scope(|scope| {
         let workers: Vec<_> = requests
             .chunks(share)
-            .map(|part| {
+            .enumerate()
+            .map(|(index, part)| {
                 let (pack, entities) = (&pack, &entities);
                 scope.spawn(move || {
                     let trust = RequestEntityPolicy::default();
                     let mut out = Vec::with_capacity(part.len() * 400);
-                    for request in part {
+                    for (offset, request) in part.iter().enumerate() {
                         let decision = decide(pack, entities, request, &trust).unwrap();
                         let record = DecisionRecord {
-                            decision_id: uuid_like(out.len()),
+                            decision_id: uuid_like(index * share + offset),
                             timestamp: "2026-11-30T09:00:00.000000Z".to_string(),
                             request_id: "figure".to_string(),
                             endpoint: "is_authorized",
@@ -92,14 +106,20 @@ fn replay_figure_records_per_second() {
     let bytes = std::fs::metadata(&log).unwrap().len();
 
     let candidate = policies_without(GRANT_POLICY);
+    let kept = dir.join("candidate");
+    std::fs::create_dir_all(&kept).unwrap();
+    for entry in std::fs::read_dir(candidate.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), kept.join(entry.file_name())).unwrap();
+    }
     let candidate = PolicyPack::load(&PackSources {
-        policies: candidate.path().to_path_buf(),
+        policies: kept,
         schema: repo().join("schema"),
     })
     .unwrap();
     let options = ReplayOptions::default();
     let started = Instant::now();
-    let report = replay(&candidate, &entities, &[log], &options).unwrap();
+    let report = replay(&candidate, &entities, std::slice::from_ref(&log), &options).unwrap();
     let elapsed = started.elapsed();
     assert_eq!(report.records, records as u64);
     assert_eq!(report.replayed, records as u64);

@@ -126,3 +126,80 @@ async fn a_shadow_that_agrees_counts_no_disagreement() {
     }
     assert_eq!(metrics.shadow_disagreements(), 0);
 }
+
+/// `serve --shadow-policies DIR --watch true`: the shadow reloads when its
+/// folder changes, keeps its last good set when an edit is broken, and the
+/// served policies never change.
+#[test]
+fn the_shadow_folder_is_hot_reloaded_and_a_broken_edit_keeps_the_last_good_set() {
+    use crate::loopback::Sidecar;
+    let folder = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repo().join("policies")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), folder.path().join(entry.file_name())).unwrap();
+    }
+    let shadow_dir = folder.path().to_str().unwrap().to_string();
+    let sidecar = Sidecar::start(&["--watch", "true", "--shadow-policies", &shadow_dir], &[]);
+    let status = || sidecar.send("GET", "/v1/status", "", &[]).1;
+    let parker = r#"{"principal":"User::\"parker\"","action":"Action::\"UseEnvironment\"","resource":"Environment::\"acme-staging\""}"#;
+    let decide = || {
+        let (code, body) = sidecar.send("POST", "/v1/is_authorized", parker, &[]);
+        assert_eq!(code, 200);
+        assert_eq!(body["decision"], "Allow");
+    };
+    let wait_for = |what: &str, done: &dyn Fn(&Value) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = status();
+            if done(&now) {
+                return now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited too long for {what}: {now:#}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let first = status();
+    let served = first["policies"]["version"].clone();
+    let same = first["shadow"]["version"].clone();
+    assert_eq!(same, served, "the same policies have the same version");
+    decide();
+    wait_for("the first shadow decision", &|s| {
+        s["shadow"]["decisions"] == 1
+    });
+    assert_eq!(status()["shadow"]["disagreements"], 0);
+
+    // The edit: the grant policy removed from the shadow folder only.
+    let edited = policies_without(GRANT_POLICY);
+    std::fs::copy(
+        edited.path().join("environments.cedar"),
+        folder.path().join("environments.cedar"),
+    )
+    .unwrap();
+    let reloaded = wait_for("the shadow reload", &|s| s["shadow"]["version"] != same);
+    assert_eq!(reloaded["policies"]["version"], served);
+    decide();
+    let after = wait_for("the second shadow decision", &|s| {
+        s["shadow"]["decisions"] == 2
+    });
+    assert_eq!(after["shadow"]["disagreements"], 1);
+
+    // A broken edit: the last good shadow stays, and says why.
+    std::fs::write(folder.path().join("broken.cedar"), "permit (principal,").unwrap();
+    let broken = wait_for("the failed shadow reload", &|s| {
+        s["shadow"]["last_error"].is_string()
+    });
+    assert_eq!(broken["shadow"]["version"], reloaded["shadow"]["version"]);
+    assert!(broken["shadow"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("broken.cedar"));
+    assert_eq!(broken["policies"]["version"], served);
+    decide();
+    let last = wait_for("the third shadow decision", &|s| {
+        s["shadow"]["decisions"] == 3
+    });
+    assert_eq!(last["shadow"]["disagreements"], 2);
+}
