@@ -100,7 +100,7 @@ pub async fn decide_all(app: &axum::Router, requests: &[Value]) -> Vec<Value> {
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let mut body: Value = serde_json::from_slice(&bytes).unwrap();
-        answers.extend(body["responses"].as_array_mut().unwrap().drain(..));
+        answers.append(body["responses"].as_array_mut().unwrap());
     }
     answers
 }
