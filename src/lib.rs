@@ -10,6 +10,8 @@
 //! - [`publisher`]: the one task that owns what is published: policy
 //!   reloads and entity sources send it typed events.
 //! - [`reload`]: hot reload of policies, schema and the entities file.
+//! - [`replay`]: logged decisions decided again against a candidate policy set.
+//! - [`shadow`]: a candidate policy set decided beside the served one, never served.
 //! - [`telemetry`]: Prometheus metrics and the decision log.
 //! - [`http`]: the axum API and the server under it (our accept loop on
 //!   hyper: connection limits, probe listener, shutdown); wire types and the
@@ -30,6 +32,8 @@ pub mod gateway;
 pub mod http;
 pub mod publisher;
 pub mod reload;
+pub mod replay;
+pub mod shadow;
 pub mod state;
 pub mod sync;
 pub mod telemetry;

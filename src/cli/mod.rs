@@ -4,6 +4,7 @@ mod check;
 mod entities;
 mod links;
 mod probe;
+mod replay;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,7 @@ pub use cedar_policy_tools::test::run_test;
 pub use check::run_check;
 pub use entities::run_entities;
 pub use links::run_links;
+pub use replay::{run_replay, ReplayCommand};
 pub use serve::{init_logging, load_snapshot, run_serve, ServeCommand};
 
 /// A policy-as-code authorization sidecar for Cedar.
@@ -46,6 +48,9 @@ pub enum Command {
     Entities(entities::EntitiesCommand),
     /// Write, read and export the template links in Redis.
     Links(links::LinksCommand),
+    /// Decide logged decisions again against a candidate policy set and
+    /// report those that flip (exit 1 when any does, unless --allow-flips).
+    Replay(Box<replay::ReplayCommand>),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -67,6 +72,10 @@ pub fn run(cli: Cli) -> i32 {
         Command::Links(args) => {
             serve::init_logging(crate::config::LogFormat::Human);
             run_links(args)
+        }
+        Command::Replay(args) => {
+            serve::init_logging(crate::config::LogFormat::Human);
+            run_replay(&args)
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::http::{
 };
 use crate::publisher::Publisher;
 use crate::reload::{watch, Reloader};
+use crate::shadow::Shadow;
 use crate::state::{SharedState, Snapshot};
 use crate::sync::{RedisWriter, Replica};
 use crate::telemetry::{DecisionLog, Listener, Metrics};
@@ -237,10 +238,12 @@ async fn serve(
         metrics.clone(),
     )?);
     let links_file = config.links.clone().filter(|_| entities_file.is_some());
+    let shadow = start_shadow(&config, &guards, &metrics).await?;
     let reloader = Arc::new(
         Reloader::new(config.sources(), entities_file, publisher, metrics.clone())
             .with_links(links_file)
-            .with_gateway(guards.gateway.clone()),
+            .with_gateway(guards.gateway.clone())
+            .with_shadow(Some(shadow.clone())),
     );
     let _watcher = if config.watch {
         match watch(reloader.clone(), config.watch_debounce) {
@@ -284,6 +287,7 @@ async fn serve(
             None => Arc::from(format!("http://{}", config.listen)),
         },
         search_cache: Arc::default(),
+        shadow: Some(shadow),
     };
     // Signals are caught from here on, before anyone can connect.
     let signal = shutdown_signal()?;
@@ -339,6 +343,35 @@ async fn serve(
     flush_decision_log(decision_log, deadline).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the shadow (idle until a folder is loaded, by `shadow_policies`
+/// here or by the admin API later). A `shadow_policies` folder that does
+/// not load refuses the start, as the served policies do: the operator
+/// asked for the comparison. The files are read on the blocking pool.
+async fn start_shadow(
+    config: &ServeConfig,
+    guards: &Guards,
+    metrics: &Arc<Metrics>,
+) -> std::io::Result<Arc<Shadow>> {
+    let shadow = Arc::new(Shadow::start(
+        config.shadow_queue,
+        guards.trust.clone(),
+        metrics.clone(),
+    )?);
+    if let Some(folder) = config.shadow_policies.clone() {
+        let (loading, schema) = (shadow.clone(), config.schema.clone());
+        let shown = folder.display().to_string();
+        tokio::task::spawn_blocking(move || loading.load(folder, schema))
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|report| {
+                std::io::Error::other(format!(
+                    "the shadow policies `{shown}` do not load:\n{report}"
+                ))
+            })?;
+    }
+    Ok(shadow)
 }
 
 /// Flushes the decision log on a blocking thread, waiting no later than

@@ -94,6 +94,10 @@ pub struct ServeConfig {
     pub entities: PathBuf,
     /// Template links file (with the file entity source), if any.
     pub links: Option<PathBuf>,
+    /// The shadow policy folder, if any.
+    pub shadow_policies: Option<PathBuf>,
+    /// Live decisions queued for the shadow before new ones are dropped.
+    pub shadow_queue: usize,
     /// Listen address.
     pub listen: SocketAddr,
     /// The probe-only listener, if any.
@@ -219,6 +223,8 @@ impl ServeConfig {
             schema: set(&s.schema),
             entities: set(&s.entities),
             links: s.links.clone(),
+            shadow_policies: s.shadow_policies.clone(),
+            shadow_queue: set(&s.shadow_queue),
             listen: s
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0))),
@@ -255,6 +261,7 @@ impl ServeConfig {
                 buffer: set(&log.buffer),
                 max_file_bytes: set(&log.max_file_bytes),
                 max_files: set(&log.max_files),
+                request_entities: log.request_entities.unwrap_or_default(),
             },
             redis: s.redis.target.clone(),
             sync: s.redis.sync.clone(),
@@ -279,6 +286,7 @@ impl ServeConfig {
         };
         positive("max_body_bytes", self.limits.max_body_bytes as u64)?;
         positive("max_batch", self.limits.max_batch as u64)?;
+        positive("shadow_queue", self.shadow_queue as u64)?;
         positive("max_concurrency", self.limits.max_concurrency as u64)?;
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         positive("request_timeout_ms", millis(self.limits.request_timeout))?;

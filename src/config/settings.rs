@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use super::{ConfigError, LogFormat};
 use crate::engine::RequestEntityMode;
 use crate::gateway::GatewayArgs;
-use crate::telemetry::DecisionLogFilter;
+use crate::telemetry::{DecisionLogFilter, RequestEntityLogging};
 
 /// Every default, as the configuration file would say it. Settings missing
 /// here have no default: they are off until set.
@@ -41,6 +41,7 @@ watch = true
 watch_debounce_ms = 250
 min_entities = 0
 cedar_fast_paths = true
+shadow_queue = 4096
 
 [request_entities]
 mode = "off"
@@ -55,6 +56,7 @@ mask = []
 buffer = 8192
 max_file_bytes = 104857600
 max_files = 5
+request_entities = "digest"
 
 [gateway]
 principal_type = "User"
@@ -92,6 +94,16 @@ pub struct Settings {
     /// links are in Redis, see `cedar-sidecar links`) [default: none].
     #[arg(long, env = "CEDAR_SIDECAR_LINKS")]
     pub links: Option<PathBuf>,
+    /// A candidate policy folder decided as a shadow: every live decision
+    /// is also decided with it off the request path, and disagreements are
+    /// logged and counted, never served (same schema as `policies`; reloaded
+    /// with them) [default: none].
+    #[arg(long, env = "CEDAR_SIDECAR_SHADOW_POLICIES")]
+    pub shadow_policies: Option<PathBuf>,
+    /// Live decisions waiting for the shadow before new ones are dropped
+    /// (and counted) [default: 4096].
+    #[arg(long, env = "CEDAR_SIDECAR_SHADOW_QUEUE")]
+    pub shadow_queue: Option<usize>,
     /// Address to listen on [default: 127.0.0.1:8180].
     #[arg(long, env = "CEDAR_SIDECAR_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -279,6 +291,17 @@ pub struct DecisionLogSettings {
         env = "CEDAR_SIDECAR_DECISION_LOG_MAX_FILES"
     )]
     pub max_files: Option<usize>,
+    /// Entities sent with requests, as the log keeps them: `digest` (uid and
+    /// SHA-256 only) or `full` (their JSON too, mask keys applied to
+    /// `attrs` and `tags`: it may hold personal data; needed to replay
+    /// those decisions) [default: digest].
+    #[arg(
+        id = "decision_log_request_entities",
+        long = "decision-log-request-entities",
+        env = "CEDAR_SIDECAR_DECISION_LOG_REQUEST_ENTITIES",
+        value_enum
+    )]
+    pub request_entities: Option<RequestEntityLogging>,
 }
 
 /// The `[redis]` table: where entities come from, and how fresh they must be.
@@ -502,6 +525,7 @@ mod tests {
     const NO_DEFAULT: &[&str] = &[
         "probe_listen",
         "links",
+        "shadow_policies",
         "admin_token_file",
         "caller_tokens_file",
         "public_url",

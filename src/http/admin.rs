@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 
+use super::json::JsonBody;
 use super::tokens::{presented_bearer, TokenSet};
-use super::wire::ReloadResponse;
+use super::wire::{ReloadResponse, ShadowRequest, ShadowResponse};
 use super::{ApiError, AppState};
 use crate::reload::Reloaded;
 use crate::telemetry::RateLimit;
@@ -76,4 +77,44 @@ pub async fn reload(
         })),
         Err(error) => Err(ApiError::ReloadFailed(error)),
     }
+}
+
+/// `PUT /v1/admin/shadow`: loads a policy folder (on the sidecar's file
+/// system, with the served schema) as the shadow policy set. 422 with the
+/// problems when it does not load; the shadow in force, if any, stays.
+pub async fn put_shadow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<ShadowRequest>,
+) -> Result<Json<ShadowResponse>, ApiError> {
+    authorize_admin(&state, &headers)?;
+    let Some(reloader) = state.reloader.clone() else {
+        return Err(ApiError::ReloadFailed(
+            "this server has no schema to load a shadow with".to_string(),
+        ));
+    };
+    let folder = std::path::PathBuf::from(body.policies);
+    let version = tokio::spawn(async move { reloader.load_shadow(folder).await })
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(ApiError::ReloadFailed)?;
+    Ok(Json(ShadowResponse {
+        status: "loaded",
+        policy_version: Some(version),
+    }))
+}
+
+/// `DELETE /v1/admin/shadow`: stops shadowing.
+pub async fn delete_shadow(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<ShadowResponse>, ApiError> {
+    authorize_admin(&state, &headers)?;
+    if let Some(shadow) = &state.shadow {
+        shadow.clear();
+    }
+    Ok(Json(ShadowResponse {
+        status: "cleared",
+        policy_version: None,
+    }))
 }

@@ -329,6 +329,11 @@ fn decide_for(
             .context
             .clone()
             .unwrap_or_else(|| json!({}));
+        // A gateway request carries no entities.
+        let logged =
+            state
+                .decision_log
+                .logged_request(&context, &[], crate::engine::RequestEntityMode::Off);
         state.decision_log.submit(DecisionRecord {
             decision_id: decision_id.clone(),
             timestamp: now_rfc3339(),
@@ -338,7 +343,7 @@ fn decide_for(
             principal: principal.clone(),
             action: decision_request.action.to_string(),
             resource: decision_request.resource.to_string(),
-            context: state.decision_log.mask(&context),
+            context: logged.context,
             decision: if allowed { "Allow" } else { "Deny" },
             reasons: decision.reasons.clone(),
             errors: decision.errors.clone(),
@@ -346,12 +351,23 @@ fn decide_for(
             entity_revision: snapshot.entities.revision(),
             latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             request_entities: Vec::new(),
+            request_entities_mode: None,
+            masked: logged.masked,
             gateway: Some(json!({
                 "method": request.method.as_str(),
                 "path": request.path_and_query,
                 "route": route.as_ref(),
             })),
         });
+    }
+    if let Some(shadow) = &state.shadow {
+        shadow.submit(
+            &snapshot.entities,
+            &decision_request,
+            &decision_id,
+            decision.verdict,
+            &decision.reasons,
+        );
     }
     if allowed {
         DoorAnswer {

@@ -19,7 +19,7 @@ use super::{ApiError, AppState, Phase};
 use crate::engine::{decide, DecisionRequest, RequestEntityError, RequestEntityMode, Verdict};
 use crate::reload::now_rfc3339;
 use crate::state::Snapshot;
-use crate::telemetry::{DecisionRecord, Endpoint, RateLimit, RequestEntityRecord};
+use crate::telemetry::{DecisionRecord, Endpoint, RateLimit};
 
 /// Response header carrying the entity revision a decision was made at.
 pub const REVISION_HEADER: HeaderName = HeaderName::from_static("x-cedar-revision");
@@ -428,6 +428,19 @@ pub(super) fn decide_counted(
             state, snapshot, meta, endpoint, request, &response, elapsed,
         ));
     }
+    if let Some(shadow) = &state.shadow {
+        shadow.submit(
+            &snapshot.entities,
+            request,
+            &response.decision_id,
+            if allowed {
+                Verdict::Allow
+            } else {
+                Verdict::Deny
+            },
+            &response.diagnostics.reason,
+        );
+    }
     Ok(response)
 }
 
@@ -444,6 +457,10 @@ fn record(
         .context
         .clone()
         .unwrap_or_else(|| serde_json::json!({}));
+    let logged =
+        state
+            .decision_log
+            .logged_request(&context, &request.entities, state.request_entities.mode);
     DecisionRecord {
         decision_id: response.decision_id.clone(),
         timestamp: now_rfc3339(),
@@ -453,18 +470,16 @@ fn record(
         principal: request.principal.to_string(),
         action: request.action.to_string(),
         resource: request.resource.to_string(),
-        context: state.decision_log.mask(&context),
+        context: logged.context,
         decision: response.decision.as_str(),
         reasons: response.diagnostics.reason.clone(),
         errors: response.diagnostics.errors.clone(),
         policy_version: snapshot.pack.version.clone(),
         entity_revision: snapshot.entities.revision(),
         latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        request_entities: request
-            .entities
-            .iter()
-            .map(RequestEntityRecord::of)
-            .collect(),
+        request_entities: logged.request_entities,
+        request_entities_mode: logged.request_entities_mode,
+        masked: logged.masked,
         gateway: None,
     }
 }

@@ -131,6 +131,9 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// The last searches' results, for their next pages.
     pub search_cache: Arc<SearchCache>,
+    /// The shadow policy set every live decision is also decided by (off
+    /// the request path, never served); `None` without one.
+    pub shadow: Option<Arc<crate::shadow::Shadow>>,
 }
 
 impl AppState {
@@ -157,6 +160,7 @@ impl AppState {
             gateway: None,
             public_url: Arc::from("http://127.0.0.1:8180"),
             search_cache: Arc::default(),
+            shadow: None,
         }
     }
 }
@@ -228,6 +232,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(decisions)
         .merge(authzen::routes(&state))
         .route("/v1/admin/reload", post(admin::reload))
+        .route(
+            "/v1/admin/shadow",
+            put(admin::put_shadow).delete(admin::delete_shadow),
+        )
         .route(authzen::CONFIGURATION_PATH, get(authzen::configuration))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

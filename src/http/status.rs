@@ -7,7 +7,7 @@ use axum::Json;
 
 use super::wire::{
     CallerTrust, DecisionLogStatus, EntitiesStatus, PackStatus, ReloadBody, RequestEntitiesStatus,
-    StatusResponse,
+    ShadowBody, StatusResponse,
 };
 use super::AppState;
 use crate::reload::rfc3339;
@@ -60,6 +60,18 @@ pub async fn status(State(state): State<AppState>) -> Response {
             reopens: state.metrics.decision_log_reopens(),
             rotation_failures: state.metrics.decision_log_rotation_failures(),
         },
+        shadow: state.shadow.as_ref().and_then(|shadow| {
+            let status = shadow.status();
+            status.policies.is_some().then(|| ShadowBody {
+                policies: status.policies.map(|p| p.display().to_string()),
+                version: status.version,
+                loaded_at: status.loaded_at,
+                last_error: status.last_error,
+                decisions: state.metrics.shadow_decisions(),
+                disagreements: state.metrics.shadow_disagreements(),
+                dropped: state.metrics.shadow_dropped(),
+            })
+        }),
     };
     Json(body).into_response()
 }

@@ -16,6 +16,7 @@ use crate::engine::{load_links_file, PackSources, PolicyPack};
 use crate::entities::{load_entities_file, EntityMap, LinkMap};
 use crate::gateway::Gateway;
 use crate::publisher::{Checked, EntitySet, Event, PackOutcome, Publisher};
+use crate::shadow::Shadow;
 use crate::telemetry::Metrics;
 
 mod watch;
@@ -73,6 +74,8 @@ pub struct Reloader {
     pub links_file: Option<PathBuf>,
     /// The gateway, whose route map reloads with the pack.
     gateway: Option<Arc<Gateway>>,
+    /// The shadow policy set, reloaded (from its folder) with the pack.
+    shadow: Option<Arc<Shadow>>,
     publisher: Publisher,
     metrics: Arc<Metrics>,
     /// A std mutex: held only to copy or update the status, never across an await.
@@ -100,6 +103,7 @@ impl Reloader {
             entities_file,
             links_file: None,
             gateway: None,
+            shadow: None,
             publisher,
             metrics,
             status: Arc::new(Mutex::new(status)),
@@ -113,6 +117,31 @@ impl Reloader {
     pub fn with_gateway(mut self, gateway: Option<Arc<Gateway>>) -> Self {
         self.gateway = gateway;
         self
+    }
+
+    /// Reloads the shadow policy set from its folder (with the served
+    /// schema) with every policy reload.
+    pub fn with_shadow(mut self, shadow: Option<Arc<Shadow>>) -> Self {
+        self.shadow = shadow;
+        self
+    }
+
+    /// The shadow policy folder now (watched like the policies folder when
+    /// the watcher starts).
+    pub fn shadow_folder(&self) -> Option<PathBuf> {
+        self.shadow.as_ref().and_then(|shadow| shadow.folder())
+    }
+
+    /// Loads the shadow policy set from `folder` with the served schema, on
+    /// the blocking pool; later reloads read that folder.
+    pub async fn load_shadow(&self, folder: PathBuf) -> Result<String, String> {
+        let Some(shadow) = self.shadow.clone() else {
+            return Err("this server runs no shadow".to_string());
+        };
+        let schema = self.sources.schema.clone();
+        tokio::task::spawn_blocking(move || shadow.load(folder, schema))
+            .await
+            .map_err(|e| format!("the shadow load stopped unexpectedly: {e}"))?
     }
 
     /// The gateway's files (route map, keys), reloaded with the pack.
@@ -139,6 +168,20 @@ impl Reloader {
     /// fresh snapshot against the new schema; if that takes longer than
     /// [`SETTLE`] the answer is [`Reloaded::Pending`].
     pub async fn reload_policies(&self) -> Result<Reloaded, String> {
+        let reloaded = self.reload_served_policies().await;
+        self.reload_shadow().await;
+        reloaded
+    }
+
+    /// Reloads the shadow policy set, if any, on the blocking pool; a
+    /// failure keeps the last good shadow (the error is in its status).
+    async fn reload_shadow(&self) {
+        if let Some(folder) = self.shadow_folder() {
+            let _ = self.load_shadow(folder).await;
+        }
+    }
+
+    async fn reload_served_policies(&self) -> Result<Reloaded, String> {
         let _serial = self.serial.lock().await;
         let prepared = self.prepare_pack().await;
         let (pack, entities) = match prepared {

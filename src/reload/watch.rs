@@ -104,6 +104,8 @@ struct Paths {
     links: Option<PathBuf>,
     /// The gateway's route map and key files: they reload with the pack.
     gateway: Vec<PathBuf>,
+    /// The shadow policy folder: it reloads with the pack.
+    shadow: Option<PathBuf>,
 }
 
 impl Paths {
@@ -120,6 +122,7 @@ impl Paths {
                 .iter()
                 .map(|f| absolute(f))
                 .collect(),
+            shadow: reloader.shadow_folder().as_deref().map(absolute),
         }
     }
 
@@ -130,8 +133,12 @@ impl Paths {
             touches_file(path, &self.schema)
         };
         let gateway = self.gateway.iter().any(|file| touches_file(path, file));
+        let shadow = self
+            .shadow
+            .as_ref()
+            .is_some_and(|folder| path.starts_with(folder));
         Pending {
-            policies: path.starts_with(&self.policies) || schema || gateway,
+            policies: path.starts_with(&self.policies) || schema || gateway || shadow,
             entities: [&self.entities, &self.links]
                 .into_iter()
                 .flatten()
@@ -162,6 +169,10 @@ impl Paths {
             }),
         };
         add(self.policies.clone(), RecursiveMode::Recursive, true);
+        if let Some(shadow) = &self.shadow {
+            add(shadow.clone(), RecursiveMode::Recursive, true);
+            add(parent_of(shadow), RecursiveMode::NonRecursive, false);
+        }
         add(
             parent_of(&self.policies),
             RecursiveMode::NonRecursive,

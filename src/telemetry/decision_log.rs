@@ -105,6 +105,22 @@ pub enum DecisionLogFilter {
     DenyOnly,
 }
 
+/// How a record keeps the entities a request carried.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestEntityLogging {
+    /// Uid and SHA-256 digest only: shows whether two decisions saw the same
+    /// entity without logging its attributes (which may be personal data);
+    /// such a record cannot be replayed.
+    #[default]
+    Digest,
+    /// The entity's JSON as well (masked keys masked in `attrs` and `tags`),
+    /// so that `cedar-sidecar replay` can decide the request again.
+    Full,
+}
+
 /// Decision log settings.
 #[derive(Debug, Clone)]
 pub struct DecisionLogConfig {
@@ -122,6 +138,8 @@ pub struct DecisionLogConfig {
     pub max_file_bytes: u64,
     /// Rotated files kept (`FILE.1` is the newest).
     pub max_files: usize,
+    /// Whether request entities are logged as digests or in full.
+    pub request_entities: RequestEntityLogging,
 }
 
 impl Default for DecisionLogConfig {
@@ -134,6 +152,7 @@ impl Default for DecisionLogConfig {
             buffer: 8192,
             max_file_bytes: 100 * 1024 * 1024,
             max_files: 5,
+            request_entities: RequestEntityLogging::Digest,
         }
     }
 }
@@ -176,6 +195,15 @@ pub struct DecisionRecord {
     /// `off`): what, besides stored data, this decision was made on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_entities: Vec<RequestEntityRecord>,
+    /// How the request's entities were admitted (`new-only` or
+    /// `override`), so a replay admits them the same way; absent when the
+    /// request carried none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_entities_mode: Option<&'static str>,
+    /// Set when masking replaced a value: the record no longer holds what
+    /// was decided, so it cannot be replayed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
     /// From a gateway door: the original method, path and matched route.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<serde_json::Value>,
@@ -212,6 +240,10 @@ pub struct RequestEntityRecord {
     /// blanks), hex: the same entity in another form (an `__entity`
     /// wrapper, a set in another order) has another digest.
     pub sha256: String,
+    /// The entity's JSON, with `decision_log.request_entities = "full"`
+    /// only (masked keys masked in its `attrs` and `tags`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity: Option<serde_json::Value>,
 }
 
 impl RequestEntityRecord {
@@ -225,8 +257,23 @@ impl RequestEntityRecord {
         Self {
             uid,
             sha256: format!("{:x}", Sha256::digest(&json)),
+            entity: None,
         }
     }
+}
+
+/// What a record keeps of a request: its context and entities as the
+/// masking and `request_entities` settings allow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedRequest {
+    /// The context, masked.
+    pub context: serde_json::Value,
+    /// The entities, as digests or in full.
+    pub request_entities: Vec<RequestEntityRecord>,
+    /// The trust mode they were admitted under (when there are any).
+    pub request_entities_mode: Option<&'static str>,
+    /// Whether masking replaced anything.
+    pub masked: bool,
 }
 
 /// The decision logger shared by all requests.
@@ -344,6 +391,38 @@ impl DecisionLog {
         mask_context(context, &self.config.mask_keys)
     }
 
+    /// The request's part of a record: the context masked, the entities as
+    /// digests or (with `request_entities = "full"`) in full with their
+    /// `attrs` and `tags` masked by the same keys, and whether anything was
+    /// masked (a masked record cannot be replayed).
+    pub fn logged_request(
+        &self,
+        context: &serde_json::Value,
+        entities: &[serde_json::Value],
+        mode: crate::engine::RequestEntityMode,
+    ) -> LoggedRequest {
+        let keys = &self.config.mask_keys;
+        let mut masked = false;
+        let context = mask_flagged(context, keys, &mut masked);
+        let full = self.config.request_entities == RequestEntityLogging::Full;
+        let request_entities = entities
+            .iter()
+            .map(|entity| {
+                let mut record = RequestEntityRecord::of(entity);
+                if full {
+                    record.entity = Some(mask_entity(entity, keys, &mut masked));
+                }
+                record
+            })
+            .collect();
+        LoggedRequest {
+            context,
+            request_entities,
+            request_entities_mode: (!entities.is_empty()).then(|| mode.as_str()),
+            masked,
+        }
+    }
+
     /// Opens the log file's path again, as logrotate expects after it moved
     /// the file (`postrotate kill -HUP`). Returns at once; the writer opens
     /// the path before its next write, or within 100 ms when idle. Records
@@ -454,22 +533,61 @@ impl Drop for DecisionLog {
 
 /// Replaces the values of `keys` (at any depth) with the masking marker.
 pub fn mask_context(value: &serde_json::Value, keys: &[String]) -> serde_json::Value {
+    mask_flagged(value, keys, &mut false)
+}
+
+/// [`mask_context`], setting `masked` when a value was replaced.
+fn mask_flagged(
+    value: &serde_json::Value,
+    keys: &[String],
+    masked: &mut bool,
+) -> serde_json::Value {
     use serde_json::Value;
+    if keys.is_empty() {
+        return value.clone();
+    }
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| {
                     if keys.iter().any(|m| m == k) {
+                        *masked = true;
                         (k.clone(), Value::String(MASKED.to_string()))
                     } else {
-                        (k.clone(), mask_context(v, keys))
+                        (k.clone(), mask_flagged(v, keys, masked))
                     }
                 })
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| mask_context(v, keys)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| mask_flagged(v, keys, masked))
+                .collect(),
+        ),
         other => other.clone(),
     }
+}
+
+/// An entity's JSON with the mask keys applied to its `attrs` and `tags`
+/// only: its uid and parents are not personal data the keys could mean.
+fn mask_entity(
+    entity: &serde_json::Value,
+    keys: &[String],
+    masked: &mut bool,
+) -> serde_json::Value {
+    let serde_json::Value::Object(fields) = entity else {
+        return entity.clone();
+    };
+    serde_json::Value::Object(
+        fields
+            .iter()
+            .map(|(k, v)| match k.as_str() {
+                "attrs" | "tags" => (k.clone(), mask_flagged(v, keys, masked)),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect(),
+    )
 }
 
 /// Locks a mutex whose data stays consistent even if a holder panicked.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 /// The route templates the API serves (the gateway doors' under their
 /// default prefix), and `unmatched` (before routing).
-const ROUTES: [&str; 25] = [
+const ROUTES: [&str; 26] = [
     "/.well-known/authzen-configuration",
     "/access/v1/evaluation",
     "/access/v1/evaluations",
@@ -24,6 +24,7 @@ const ROUTES: [&str; 25] = [
     "/metrics",
     "/readyz",
     "/v1/admin/reload",
+    "/v1/admin/shadow",
     "/v1/entities",
     "/v1/entities/{uid}",
     "/v1/gateway/auth",

@@ -174,6 +174,12 @@ pub struct Metrics {
     connections_timed_out: [[AtomicU64; 2]; 2],
     /// Searches and plans.
     pub search: SearchMetrics,
+    /// Live decisions the shadow policy set decided again.
+    shadow_decisions: AtomicU64,
+    /// Of those, the ones where the shadow's verdict differed.
+    shadow_disagreements: AtomicU64,
+    /// Live decisions not shadowed: the shadow's queue was full.
+    shadow_dropped: AtomicU64,
 }
 
 /// Values read from the current snapshot when metrics are rendered.
@@ -325,6 +331,36 @@ impl Metrics {
     pub fn record_connection_timeout(&self, listener: Listener, timeout: ConnectionTimeout) {
         let column = usize::from(timeout == ConnectionTimeout::Idle);
         self.connections_timed_out[listener.index()][column].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a decision made by the shadow policy set.
+    pub fn record_shadow_decision(&self) {
+        self.shadow_decisions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a shadow decision that differs from the served one.
+    pub fn record_shadow_disagreement(&self) {
+        self.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a live decision the shadow could not take (queue full).
+    pub fn record_shadow_dropped(&self) {
+        self.shadow_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Shadow decisions so far.
+    pub fn shadow_decisions(&self) -> u64 {
+        self.shadow_decisions.load(Ordering::Relaxed)
+    }
+
+    /// Shadow decisions that disagreed so far.
+    pub fn shadow_disagreements(&self) -> u64 {
+        self.shadow_disagreements.load(Ordering::Relaxed)
+    }
+
+    /// Live decisions the shadow dropped so far.
+    pub fn shadow_dropped(&self) -> u64 {
+        self.shadow_dropped.load(Ordering::Relaxed)
     }
 
     /// Connections open now, on all listeners.
@@ -601,6 +637,24 @@ impl Collector for Scrape {
             "cedar_decision_log_rotation_failures",
             "Size rotations of the decision-log file that failed; the file keeps growing.",
             m.decision_log_rotation_failures(),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_shadow_decisions",
+            "Live decisions decided again by the shadow policy set (never served).",
+            m.shadow_decisions(),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_shadow_disagreements",
+            "Shadow decisions whose verdict differs from the served one.",
+            m.shadow_disagreements(),
+        )?;
+        single_counter(
+            &mut encoder,
+            "cedar_shadow_dropped",
+            "Live decisions the shadow did not decide: its queue was full.",
+            m.shadow_dropped(),
         )
     }
 }

@@ -9,7 +9,7 @@ mod search_metrics;
 
 pub use decision_log::{
     mask_context, DecisionLog, DecisionLogConfig, DecisionLogFilter, DecisionLogSink,
-    DecisionRecord, RequestEntityRecord,
+    DecisionRecord, LoggedRequest, RequestEntityLogging, RequestEntityRecord,
 };
 pub use metrics::{
     ConnectionTimeout, DecisionLogLoss, Endpoint, Listener, Metrics, SnapshotGauges,

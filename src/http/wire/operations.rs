@@ -275,6 +275,27 @@ pub struct StatusResponse {
     pub sync: SyncStatus,
     /// The audit trail's accounting.
     pub decision_log: DecisionLogStatus,
+    /// The shadow policy set and its counters (null without one).
+    pub shadow: Option<ShadowBody>,
+}
+
+/// The shadow policy set in `/v1/status`.
+#[derive(Debug, Serialize)]
+pub struct ShadowBody {
+    /// The shadow policy folder.
+    pub policies: Option<String>,
+    /// The shadow pack's content hash (null until one loads).
+    pub version: Option<String>,
+    /// When it was loaded (RFC 3339).
+    pub loaded_at: Option<String>,
+    /// The last failed load's error, cleared by the next success.
+    pub last_error: Option<String>,
+    /// Live decisions decided again by the shadow.
+    pub decisions: u64,
+    /// Of those, the ones whose verdict differed from the served one.
+    pub disagreements: u64,
+    /// Live decisions not shadowed because its queue was full.
+    pub dropped: u64,
 }
 
 /// The pack in `/v1/status`.
@@ -452,6 +473,24 @@ pub struct DecisionLogStatus {
     pub reopens: u64,
     /// Rotations that failed.
     pub rotation_failures: u64,
+}
+
+/// `PUT /v1/admin/shadow`: the folder to load as the shadow policy set.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowRequest {
+    /// A policy folder on the sidecar's file system.
+    pub policies: String,
+}
+
+/// `PUT` and `DELETE /v1/admin/shadow`.
+#[derive(Debug, Serialize)]
+pub struct ShadowResponse {
+    /// `loaded` or `cleared`.
+    pub status: &'static str,
+    /// The shadow pack's version, when loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
 }
 
 /// `POST /v1/admin/reload`.
