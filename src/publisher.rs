@@ -86,6 +86,10 @@ pub struct EntitySet {
     /// Entities in the source that the schema refused (not in `entities`):
     /// uid as the source names it, and why.
     pub refused: Vec<(String, String)>,
+    /// Ids of template links whose stored values could not be read: a link
+    /// served under such an id stays, unusable, so the decisions it may
+    /// touch deny ([`LinkChange::Unreadable`]).
+    pub unreadable_links: Vec<Arc<str>>,
 }
 
 /// Why entity data or a pack was not published.
@@ -312,8 +316,27 @@ impl Owner {
         }
     }
 
-    fn on_snapshot(&mut self, set: EntitySet) -> Result<usize, Refusal> {
+    fn on_snapshot(&mut self, mut set: EntitySet) -> Result<usize, Refusal> {
         let current = self.shared.snapshot();
+        // A link the source now holds unreadable must not vanish: one that
+        // was served stays, unusable (fail closed).
+        if let Some(current) = &current {
+            let served: Vec<EntityChange> = set
+                .unreadable_links
+                .iter()
+                .filter_map(|id| current.entities.links().get(id).cloned())
+                .map(|link| EntityChange::Link(LinkChange::Upsert(link)))
+                .collect();
+            if !served.is_empty() {
+                let revision = set.entities.revision();
+                let unreadable = set
+                    .unreadable_links
+                    .iter()
+                    .map(|id| EntityChange::Link(LinkChange::Unreadable(id.clone())));
+                set.entities
+                    .apply(served.into_iter().chain(unreadable), revision);
+            }
+        }
         let count = set.entities.len();
         let revision = set.entities.revision();
         if set.checked.schema_version == self.latest.schema_version {

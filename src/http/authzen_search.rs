@@ -200,11 +200,7 @@ async fn respond<T: Serialize>(
             usize::try_from(limit).unwrap_or(MAX_PAGE_LIMIT)
         })
         .clamp(1, MAX_PAGE_LIMIT);
-    let key = SearchKey {
-        digest: *digest,
-        revision: binding.revision,
-        policy_version: binding.policy_version.clone(),
-    };
+    let key = SearchKey::new(*digest, &snapshot);
     let found = match (searched, state.search_cache.get(&key)) {
         // The same search on the same snapshot: the same results.
         (_, Some(found)) => found,
@@ -417,5 +413,66 @@ mod tests {
         let forged = token.replacen("64.", "c8.", 1);
         assert!(binding.open(&forged).is_err());
         assert!(binding.open("garbage").is_err());
+    }
+}
+
+/// A search answered from kept results must be of the snapshot served now,
+/// even when a new one has the same revision (a Redis restarted empty).
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod kept_results {
+    use std::time::SystemTime;
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use crate::engine::{PackSources, PolicyPack};
+    use crate::entities::{load_entities_file, EntityMap};
+    use crate::http::{router, AppState};
+    use crate::state::{SharedState, Snapshot};
+
+    fn snapshot(demo: bool) -> Snapshot {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let pack = PolicyPack::load(&PackSources {
+            policies: root.join("policies"),
+            schema: root.join("schema"),
+        })
+        .unwrap();
+        let entities = if demo {
+            load_entities_file(&root.join("demo/entities.json"), &pack.schema).unwrap()
+        } else {
+            Vec::new()
+        };
+        Snapshot {
+            pack: std::sync::Arc::new(pack),
+            entities: EntityMap::from_entities(entities, 1),
+            pack_loaded_at: SystemTime::now(),
+        }
+    }
+
+    async fn search(state: &AppState) -> String {
+        let body = r#"{"principal": {"type": "User", "id": "paula"},
+            "action": {"type": "Action", "id": "UseEnvironment"}, "resource": {"type": "Environment"}}"#;
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/search")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = router(state.clone()).oneshot(request).await.unwrap();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn another_snapshot_at_the_same_revision_is_searched_again() {
+        let state = AppState::new(std::sync::Arc::new(SharedState::ready(snapshot(true))));
+        let before = search(&state).await;
+        assert!(before.contains("acme-prod"), "{before}");
+        state.shared.swap(snapshot(false));
+        let after = search(&state).await;
+        assert!(after.contains(r#""results":[]"#), "{after}");
     }
 }

@@ -1,29 +1,50 @@
 //! The results of the last few searches, so that a caller following a
-//! search's pages does not search again for each page: a page token is
-//! bound to the request and the snapshot, and so is an entry here, so an
-//! entry is exactly what searching again would find. Bounded by the number
-//! of results it holds, not of entries; a search with more results than
-//! the whole budget is not kept.
+//! search's pages does not search again for each page. An entry is bound
+//! to the request and to the very snapshot it searched (not its revision:
+//! a Redis that restarted empty counts revisions from 1 again, with other
+//! data), so an entry is exactly what searching again would find. Bounded
+//! by the number of results it holds, not of entries; a search with more
+//! results than the whole budget is not kept.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use cedar_policy::EntityUid;
+
+use crate::state::Snapshot;
 
 /// Results kept at most, over every entry (about 100 bytes each).
 pub const SEARCH_CACHE_RESULTS: usize = 100_000;
 
 /// What a search's results depend on: the request without its `page`
-/// (digest), and the snapshot (entity revision, policy version).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (digest), and the snapshot searched.
+#[derive(Debug, Clone)]
 pub struct SearchKey {
     /// SHA-256 of the request without its `page`, and of the route.
     pub digest: [u8; 32],
-    /// The snapshot's entity revision.
-    pub revision: u64,
-    /// The snapshot's policy version.
-    pub policy_version: String,
+    /// The snapshot searched. Weak: a kept entry does not keep old entity
+    /// data alive, only the snapshot's allocation, so no later snapshot
+    /// can take its address while the entry exists.
+    pub snapshot: Weak<Snapshot>,
 }
+
+impl SearchKey {
+    /// The key of a search of `snapshot`.
+    pub fn new(digest: [u8; 32], snapshot: &Arc<Snapshot>) -> Self {
+        Self {
+            digest,
+            snapshot: Arc::downgrade(snapshot),
+        }
+    }
+}
+
+impl PartialEq for SearchKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest && Weak::ptr_eq(&self.snapshot, &other.snapshot)
+    }
+}
+
+impl Eq for SearchKey {}
 
 /// The last searches' results, oldest first.
 pub struct SearchCache {
@@ -78,12 +99,18 @@ impl SearchCache {
 mod tests {
     use super::*;
 
-    fn key(n: u8, revision: u64) -> SearchKey {
-        SearchKey {
-            digest: [n; 32],
-            revision,
-            policy_version: "v".into(),
-        }
+    fn snapshot() -> Arc<Snapshot> {
+        Arc::new(Snapshot {
+            pack: Arc::new(
+                crate::engine::PolicyPack::load(&crate::engine::PackSources {
+                    policies: concat!(env!("CARGO_MANIFEST_DIR"), "/policies").into(),
+                    schema: concat!(env!("CARGO_MANIFEST_DIR"), "/schema").into(),
+                })
+                .unwrap(),
+            ),
+            entities: crate::entities::EntityMap::from_entities([], 1),
+            pack_loaded_at: std::time::SystemTime::now(),
+        })
     }
 
     fn uids(n: usize) -> Arc<Vec<EntityUid>> {
@@ -96,20 +123,23 @@ mod tests {
 
     #[test]
     fn entries_are_bound_to_the_snapshot_and_bounded_by_results() {
+        let (one, other) = (snapshot(), snapshot());
+        let key = |n: u8, snapshot: &Arc<Snapshot>| SearchKey::new([n; 32], snapshot);
         let cache = SearchCache::with_budget(10);
-        cache.put(key(1, 1), uids(4));
-        assert_eq!(cache.get(&key(1, 1)).unwrap().len(), 4);
-        // Another revision is another answer.
-        assert!(cache.get(&key(1, 2)).is_none());
-        cache.put(key(2, 1), uids(4));
-        cache.put(key(3, 1), uids(4));
+        cache.put(key(1, &one), uids(4));
+        assert_eq!(cache.get(&key(1, &one)).unwrap().len(), 4);
+        // Another snapshot is another answer, whatever its revision.
+        assert_eq!(one.entities.revision(), other.entities.revision());
+        assert!(cache.get(&key(1, &other)).is_none());
+        cache.put(key(2, &one), uids(4));
+        cache.put(key(3, &one), uids(4));
         // Twelve results past a budget of ten: the oldest goes.
-        assert!(cache.get(&key(1, 1)).is_none());
-        assert!(cache.get(&key(2, 1)).is_some());
-        assert!(cache.get(&key(3, 1)).is_some());
+        assert!(cache.get(&key(1, &one)).is_none());
+        assert!(cache.get(&key(2, &one)).is_some());
+        assert!(cache.get(&key(3, &one)).is_some());
         // Larger than the whole budget: not kept, nothing dropped.
-        cache.put(key(4, 1), uids(11));
-        assert!(cache.get(&key(4, 1)).is_none());
-        assert!(cache.get(&key(3, 1)).is_some());
+        cache.put(key(4, &one), uids(11));
+        assert!(cache.get(&key(4, &one)).is_none());
+        assert!(cache.get(&key(3, &one)).is_some());
     }
 }

@@ -305,6 +305,7 @@ impl Reloader {
                             seq: 0,
                         },
                         refused: Vec::new(),
+                        unreadable_links: Vec::new(),
                     })
                 }
                 _ => None,
@@ -398,6 +399,7 @@ fn read_entities_file(
             seq: 0,
         },
         refused: Vec::new(),
+        unreadable_links: Vec::new(),
     })
 }
 

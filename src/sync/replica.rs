@@ -351,12 +351,14 @@ impl Replica {
         // they fit the templates is the publisher's check (against the pack
         // it publishes them with).
         let mut links = Vec::new();
+        let mut unreadable_links: Vec<Arc<str>> = Vec::new();
         scan_hash(conn, &self.keys.links, |id, value| {
             match parse_stored_link(&id, &value) {
                 Ok(link) => links.push(link),
                 Err(message) => {
-                    tracing::error!(link = id, %message, "template link in redis is invalid: not served");
+                    tracing::error!(link = id, %message, "template link in redis is unreadable: decisions it may touch deny");
                     refused.push((format!("link `{id}`"), message));
+                    unreadable_links.push(Arc::from(id.as_str()));
                 }
             }
             Ok(())
@@ -485,6 +487,7 @@ impl Replica {
                     entities: map,
                     checked: position.against.checked(),
                     refused,
+                    unreadable_links,
                 },
                 reply: None,
             })
@@ -528,9 +531,9 @@ impl Replica {
                             out.push(EntityChange::Link(LinkChange::Upsert(Arc::new(link))));
                         }
                         Err(message) => {
-                            tracing::error!(link = change.key, %message, "template link in stream is invalid: not served");
+                            tracing::error!(link = change.key, %message, "template link in stream is unreadable: decisions it may touch deny");
                             refuse(format!("link `{}`", change.key), message);
-                            out.push(EntityChange::Link(LinkChange::Delete(id)));
+                            out.push(EntityChange::Link(LinkChange::Unreadable(id)));
                         }
                     },
                 }

@@ -149,3 +149,51 @@ async fn searches_and_plans_are_counted() {
         assert!(text.contains(line), "no `{line}` in\n{text}");
     }
 }
+
+/// `principal in resource.editors` over a set: a plan's `one_of` would say
+/// the attribute holds one entity (and its SQL `editors IN (...)`), which
+/// selects the wrong rows; the plan is refused instead.
+#[tokio::test]
+async fn a_plan_over_a_set_of_entities_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(
+        dir.path().join("policies/edit.cedar"),
+        "@id(\"editors-edit\")\npermit (principal, action == Action::\"edit\", resource)\nwhen { principal in resource.editors };\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("schema.cedarschema"),
+        "entity User;\nentity Doc { editors: Set<User> };\naction edit appliesTo { principal: User, resource: Doc };\n",
+    )
+    .unwrap();
+    let pack = PolicyPack::load(&PackSources {
+        policies: dir.path().join("policies"),
+        schema: dir.path().join("schema.cedarschema"),
+    })
+    .unwrap_or_else(|p| panic!("{}", p.render()));
+    let values = vec![
+        json!({"uid": {"type": "User", "id": "u"}, "attrs": {}, "parents": []}),
+        json!({"uid": {"type": "Doc", "id": "d"}, "attrs": {"editors": [{"__entity": {"type": "User", "id": "u"}}]}, "parents": []}),
+    ];
+    let entities = parse_entities_json(values, &pack.schema).unwrap();
+    let state = AppState::new(Arc::new(SharedState::ready(Snapshot {
+        pack: Arc::new(pack),
+        entities: EntityMap::from_entities(entities, 1),
+        pack_loaded_at: SystemTime::now(),
+    })));
+    let (status, body) = post(
+        &state,
+        "/v1/plan",
+        r#"{"principal": {"type": "User", "id": "u"}, "action": {"type": "Action", "id": "edit"},
+            "resource_type": "Doc"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("\"code\":\"plan_unsupported\""), "{body}");
+    assert!(
+        metrics_text(&state).contains("cedar_plans_total{kind=\"unsupported\"} 1"),
+        "{}",
+        metrics_text(&state)
+    );
+}

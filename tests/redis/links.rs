@@ -304,6 +304,27 @@ async fn linked_forbids_fail_closed_through_redis() {
         errors.iter().any(|e| e.contains("eve-blocked")),
         "{errors:?}"
     );
+    // A writer that skipped the checks replaces the forbid's link with a
+    // value this replica cannot read (an unknown field, then not JSON):
+    // the link stays, unusable, and eve is still denied (fail closed).
+    for bad in [
+        json!({"template_id": "blocked", "link_id": "eve-blocked", "note": "v2",
+               "args": {"?principal": eve}})
+        .to_string(),
+        "not json".to_string(),
+    ] {
+        let unreadable = LinkWrite {
+            id: "eve-blocked".to_string(),
+            json: Some(bad.clone()),
+        };
+        let rev = writer.write_links(&[unreadable], None).await.unwrap();
+        let (decision, _, errors) = reads(&replica, eve, api, i64::MAX, Some(rev)).await;
+        assert_eq!(decision, "Deny", "{bad}: {errors:?}");
+        assert!(
+            errors.iter().any(|e| e.contains("eve-blocked")),
+            "{errors:?}"
+        );
+    }
     // Deleting the forbid's link is a real delete at the replica.
     let rev = writer
         .write_links(&[LinkWrite::delete("eve-blocked")], None)

@@ -182,7 +182,18 @@ pub enum LinkChange {
     Upsert(Arc<StoredLink>),
     /// Remove a link by id (absent is fine).
     Delete(Arc<str>),
+    /// The source holds a value for this id that cannot be read (not JSON,
+    /// not a link, another id). A link served under the id stays, its
+    /// template replaced by [`UNREADABLE_TEMPLATE`]: every decision it
+    /// could apply to then denies. Dropping it instead would lift a linked
+    /// forbid (fail open). An id not served stays absent.
+    Unreadable(Arc<str>),
 }
+
+/// The template of a link whose stored value could not be read: no
+/// template is named so (a NUL cannot be written in a policy id by
+/// accident), so the link never fits and decisions it may touch deny.
+pub const UNREADABLE_TEMPLATE: &str = "\u{0}unreadable link value";
 
 /// What a link is found by: the values of the slots it fills.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -249,6 +260,15 @@ impl LinkMap {
                     self.by_id.insert(link.id.clone(), link);
                 }
                 LinkChange::Delete(id) => self.remove(&id),
+                LinkChange::Unreadable(id) => {
+                    if let Some(old) = self.by_id.get(&id).cloned() {
+                        let poisoned = StoredLink {
+                            template: Arc::from(UNREADABLE_TEMPLATE),
+                            ..(*old).clone()
+                        };
+                        self.apply([LinkChange::Upsert(Arc::new(poisoned))]);
+                    }
+                }
             }
         }
     }

@@ -17,7 +17,10 @@ mod store;
 mod stored;
 
 pub use conform::parse_conforming;
-pub use links::{parse_link, parse_links_text, LinkChange, LinkFormatError, LinkMap, StoredLink};
+pub use links::{
+    parse_link, parse_links_text, LinkChange, LinkFormatError, LinkMap, StoredLink,
+    UNREADABLE_TEMPLATE,
+};
 pub use load::{
     load_entities_file, parse_entities_json, parse_entities_text, parse_entity, parse_entity_str,
     parse_in_parallel, uid_display, EntityLoadError,

@@ -271,13 +271,17 @@ impl Reader<'_> {
             None => Vec::new(),
         };
         entities.push(member);
-        // The entity at the path has one declared type: the principal's
-        // ancestors of other types could never match, and a plan does not
-        // tell the caller about them.
+        // `one_of` says the path holds one entity. A set there (`principal
+        // in resource.editors`) is another question, which the tree does
+        // not ask: refused rather than answered wrong. The entity has one
+        // declared type: the principal's ancestors of other types could
+        // never match, and a plan does not tell the caller about them.
         let steps: Vec<&str> = path.iter().map(String::as_str).collect();
-        if let Some(entity_type) = self.shapes.entity_path_type(self.resource_type, &steps) {
-            entities.retain(|entity| entity.type_name() == &entity_type);
-        }
+        let entity_type = self
+            .shapes
+            .entity_path_type(self.resource_type, &steps)
+            .ok_or_else(unsupported)?;
+        entities.retain(|entity| entity.type_name() == &entity_type);
         sort_uids(&mut entities);
         Ok(Condition::OneOf(path, entities))
     }
