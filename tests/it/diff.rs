@@ -360,3 +360,107 @@ fn a_missing_solver_is_an_error_that_says_what_to_install() {
     );
     assert!(stderr.contains("apt-get install cvc5"), "{stderr}");
 }
+
+/// The sidecar denies where a forbid errors (fail closed); Cedar, which the
+/// proof follows, skips it. A forbid that may error and is changed or
+/// removed therefore leaves "no more" unproved: the diff says unknown and
+/// fails, where it said "same" (an overflowing `context.n + 1` denied under
+/// OLD; NEW's `context.n == -1` does not error and allows).
+#[test]
+fn a_changed_forbid_that_may_error_is_not_proved_same() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("schema.cedarschema"),
+        "entity User;\nentity Doc;\naction Read appliesTo { principal: User, resource: Doc, context: { n: Long } };\n",
+    )
+    .unwrap();
+    let permit = "@id(\"p\")\npermit (principal, action, resource);\n";
+    let old = write_pack(
+        &dir.path().join("old"),
+        &[(
+            "p.cedar".into(),
+            format!("{permit}@id(\"f\")\nforbid (principal, action, resource) when {{ context.n + 1 == 0 }};\n"),
+        )],
+    );
+    let new = write_pack(
+        &dir.path().join("new"),
+        &[(
+            "p.cedar".into(),
+            format!("{permit}@id(\"f\")\nforbid (principal, action, resource) when {{ context.n == -1 }};\n"),
+        )],
+    );
+    let args = |a: &Path, b: &Path| {
+        vec![
+            "diff".to_string(),
+            a.display().to_string(),
+            b.display().to_string(),
+            "--schema".to_string(),
+            "schema.cedarschema".to_string(),
+        ]
+    };
+    let run = |a: &Path, b: &Path| {
+        let args = args(a, b);
+        sidecar(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            dir.path(),
+        )
+    };
+    let (code, out, err) = run(&old, &new);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("unknown"), "{out}");
+    assert!(out.contains("forbids that may error: f"), "{out}");
+    // Removed outright: the same.
+    let without = write_pack(
+        &dir.path().join("without"),
+        &[("p.cedar".into(), permit.into())],
+    );
+    let (code, out, err) = run(&old, &without);
+    assert_eq!(code, 1, "{out}{err}");
+    // A forbid that cannot error may change: proved as before.
+    let (code, out, err) = run(&new, &old);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// Action groups live in the schema: the same policies under a schema that
+/// moves `UseApiKey` into `ManageTenants` let platform admins use every
+/// key. A changed schema is not proved: the run fails unless accepted.
+#[test]
+fn a_changed_schema_is_not_proved() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_schema = dir.path().join("old-schema");
+    std::fs::create_dir(&old_schema).unwrap();
+    for entry in std::fs::read_dir(repo().join("schema")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, old_schema.join(path.file_name().unwrap())).unwrap();
+    }
+    let policies = repo().join("policies");
+    let schema = repo().join("schema");
+    let run = |old_schema: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "diff",
+            policies.to_str().unwrap(),
+            policies.to_str().unwrap(),
+            "--schema",
+            schema.to_str().unwrap(),
+            "--old-schema",
+            old_schema.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        sidecar(&args, dir.path())
+    };
+    let (code, out, err) = run(&old_schema, &[]);
+    assert_eq!(code, 0, "the same schema in another folder: {out}{err}");
+    let changed = dir.path().join("changed-schema");
+    std::fs::create_dir(&changed).unwrap();
+    for entry in std::fs::read_dir(&old_schema).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let moved = text.replace("action UseApiKey", "action UseApiKey in [ManageTenants]");
+        std::fs::write(changed.join(path.file_name().unwrap()), moved).unwrap();
+    }
+    let (code, out, err) = run(&changed, &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the schema changed"), "{err}");
+    let (code, _, err) = run(&changed, &["--allow-more"]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -60,6 +60,9 @@ struct Applies<'a> {
     policy: &'a Policy,
     id: String,
     compiled: Vec<(usize, CompiledPolicy)>,
+    /// A forbid that may error on some request: the sidecar denies there
+    /// (fail closed), so it is never called useless or a duplicate.
+    may_error: bool,
 }
 
 impl Applies<'_> {
@@ -103,6 +106,7 @@ async fn analyze_with(pack: &PolicyPack, prover: &mut Prover) -> Result<Vec<Warn
                 policy,
                 id: info.id.clone(),
                 compiled: Vec::new(),
+                may_error: false,
             });
         }
     }
@@ -114,7 +118,15 @@ async fn analyze_with(pack: &PolicyPack, prover: &mut Prover) -> Result<Vec<Warn
                 .check_never_matches_opt(&compiled)
                 .await
                 .map_err(|error| failed(&format!("analysing `{}`", entry.id), index, &error))?;
-            if !never {
+            // Where a forbid errors the sidecar denies (Cedar would skip
+            // it): one that may error is not one that never applies.
+            let errors = entry.policy.effect() == Effect::Forbid
+                && !prover
+                    .check_never_errors_opt(&compiled)
+                    .await
+                    .map_err(|error| failed(&format!("analysing `{}`", entry.id), index, &error))?;
+            entry.may_error |= errors;
+            if !never || errors {
                 entry.compiled.push((index, compiled));
             }
         }
@@ -165,6 +177,8 @@ async fn analyze_with(pack: &PolicyPack, prover: &mut Prover) -> Result<Vec<Warn
     for (later, entry) in policies.iter().enumerate() {
         for earlier in &policies[..later] {
             if earlier.policy.effect() != entry.policy.effect()
+                || earlier.may_error
+                || entry.may_error
                 || entry.compiled.is_empty()
                 || earlier.types() != entry.types()
             {

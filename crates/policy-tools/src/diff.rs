@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use cedar_policy::{Effect, PolicySet, RequestEnv, Schema};
 use cedar_policy_symcc::err::Error as SymccError;
-use cedar_policy_symcc::CompiledPolicySet;
+use cedar_policy_symcc::{CompiledPolicy, CompiledPolicySet};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
@@ -38,9 +38,16 @@ pub struct DiffCommand {
     /// Folder of `*.cedar` files after the change.
     #[arg(value_name = "NEW_DIR")]
     new: PathBuf,
-    /// Schema file or folder both policy sets are validated against.
+    /// Schema file or folder both policy sets are validated against (NEW's
+    /// schema when `--old-schema` gives OLD's).
     #[arg(long, default_value = DEFAULT_SCHEMA)]
     schema: PathBuf,
+    /// OLD's schema, when the change may have touched the schema too
+    /// (action groups and `appliesTo` live there). A schema that differs
+    /// from `--schema` is not proved: the run fails (exit 1) unless
+    /// `--allow-more`.
+    #[arg(long, value_name = "PATH")]
+    old_schema: Option<PathBuf>,
     /// How to print the report.
     #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
     format: DiffFormat,
@@ -140,11 +147,20 @@ pub struct TypeDiff {
     pub more: Finding,
     /// Requests OLD allows and NEW denies.
     pub less: Finding,
+    /// Forbids of OLD that may error on this request type and that NEW no
+    /// longer has (removed or changed). The sidecar denies where a forbid
+    /// errors (fail closed); Cedar, whose semantics the proof follows,
+    /// skips it. So NEW may allow what the sidecar denied under OLD, and
+    /// "no more" is not proved.
+    pub erroring_forbids_gone: Vec<String>,
 }
 
 impl TypeDiff {
     /// The overall change.
     pub fn change(&self) -> Change {
+        if !self.erroring_forbids_gone.is_empty() && !matches!(self.more, Finding::Found(_)) {
+            return Change::Unknown;
+        }
         match (&self.more, &self.less) {
             (Finding::Unknown, _) | (_, Finding::Unknown) => Change::Unknown,
             (Finding::None, Finding::None) => Change::Same,
@@ -205,13 +221,14 @@ impl DiffReport {
 
 /// Runs `diff`; returns the exit code.
 pub fn run_diff(args: &DiffCommand) -> i32 {
-    let load = |dir: &Path| {
+    let load = |dir: &Path, schema: &Path| {
         PolicyPack::load(&PackSources {
             policies: dir.to_path_buf(),
-            schema: args.schema.clone(),
+            schema: schema.to_path_buf(),
         })
     };
-    let (old, new) = match (load(&args.old), load(&args.new)) {
+    let old_schema = args.old_schema.as_deref().unwrap_or(&args.schema);
+    let (old, new) = match (load(&args.old, old_schema), load(&args.new, &args.schema)) {
         (Ok(old), Ok(new)) => (old, new),
         (old, new) => {
             for problems in [old.err(), new.err()].into_iter().flatten() {
@@ -220,6 +237,19 @@ pub fn run_diff(args: &DiffCommand) -> i32 {
             return EXIT_INVALID;
         }
     };
+    // One schema is what the proof compares under; a changed one (an
+    // action moved into a group, a new `appliesTo` pair) can grant more
+    // with the very same policies.
+    if old.schema_version != new.schema_version {
+        if args.allow_more {
+            eprintln!("the schema changed: not proved; accepted (--allow-more)");
+            return EXIT_NO_MORE;
+        }
+        eprintln!(
+            "error: the schema changed between OLD and NEW: action groups and `appliesTo` live there, so the same policies may permit more; diff proves policy changes under one schema. Review the schema change (then pass --allow-more), and diff the policies under the new schema alone."
+        );
+        return EXIT_MORE;
+    }
     let report = match diff_packs(&old, &new, &args.solver) {
         Ok(report) => report,
         Err(message) => {
@@ -339,13 +369,50 @@ async fn compare(
         .check_implies_with_counterexample_opt(&old_compiled, &new_compiled)
         .await;
     let less = finding(less, schema, old, new, env)?;
+    let erroring_forbids_gone =
+        erroring_forbids_gone(prover, env, schema, old_set, new_set).await?;
     Ok(TypeDiff {
         principal: env.principal().to_string(),
         action: env.action().to_string(),
         resource: env.resource().to_string(),
         more,
         less,
+        erroring_forbids_gone,
     })
+}
+
+/// OLD's forbids that NEW does not have (the same rule under any id counts
+/// as kept) and that may error on requests of `env`: where one errors, the
+/// sidecar denied under OLD, which the proof (Cedar skips an erroring
+/// forbid) cannot see. A forbid the solver cannot clear counts as one that
+/// may error.
+async fn erroring_forbids_gone(
+    prover: &mut Prover,
+    env: &RequestEnv,
+    schema: &Schema,
+    old_set: &PolicySet,
+    new_set: &PolicySet,
+) -> Result<Vec<String>, String> {
+    let kept: Vec<Value> = new_set
+        .policies()
+        .filter(|p| p.effect() == Effect::Forbid)
+        .filter_map(|p| shape(p.to_json().ok()))
+        .collect();
+    let mut gone = Vec::new();
+    for forbid in old_set.policies().filter(|p| p.effect() == Effect::Forbid) {
+        if shape(forbid.to_json().ok()).is_some_and(|json| kept.contains(&json)) {
+            continue;
+        }
+        let never_errors = match CompiledPolicy::compile(forbid, env, schema) {
+            Ok(compiled) => matches!(prover.check_never_errors_opt(&compiled).await, Ok(true)),
+            Err(_) => false,
+        };
+        if !never_errors {
+            gone.push(forbid.id().to_string());
+        }
+    }
+    gone.sort();
+    Ok(gone)
 }
 
 /// An implication query's answer: `None` proves it; a counterexample is
@@ -469,6 +536,12 @@ pub fn render_human(report: &DiffReport, written: Option<&Path>) -> String {
             diff.action,
             diff.resource
         ));
+        if !diff.erroring_forbids_gone.is_empty() {
+            text.push_str(&format!(
+                "  removed or changed forbids that may error: {} (the sidecar denies where a forbid errors; the proof, following Cedar, skips it: NEW may allow there)\n",
+                diff.erroring_forbids_gone.join(", ")
+            ));
+        }
         for (name, _, flip) in flips.iter().filter(|(_, d, _)| std::ptr::eq(*d, diff)) {
             let what = if name.starts_with("more") {
                 "NEW permits, OLD denies"
@@ -550,6 +623,7 @@ pub fn render_json(report: &DiffReport) -> Value {
             "change": diff.change().name(),
             "more": finding(&diff.more),
             "less": finding(&diff.less),
+            "erroring_forbids_gone": diff.erroring_forbids_gone,
         })).collect::<Vec<_>>(),
         "templates": report.templates.iter().map(|t| json!({
             "id": t.id,
