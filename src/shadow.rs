@@ -94,9 +94,10 @@ impl Shadow {
         };
         let loaded = PolicyPack::load(&sources).map_err(|problems| problems.render());
         let mut status = lock(&self.status);
-        status.policies = Some(policies);
         match loaded {
             Ok(pack) => {
+                // The folder in force changes only with a pack that loads.
+                status.policies = Some(policies);
                 let version = pack.version.clone();
                 self.set(Some(Arc::new(pack)));
                 status.version = Some(version.clone());

@@ -94,6 +94,18 @@ pub async fn put_shadow(
         ));
     };
     let folder = std::path::PathBuf::from(body.policies);
+    // A folder, whose `.cedar` files alone are read: a file path would be
+    // read whatever it holds, and its lines could reach the error in
+    // `/v1/status`.
+    if !tokio::fs::metadata(&folder)
+        .await
+        .is_ok_and(|meta| meta.is_dir())
+    {
+        return Err(ApiError::InvalidRequest(
+            "`policies` must name a folder of `.cedar` files on the sidecar's file system"
+                .to_string(),
+        ));
+    }
     let version = tokio::spawn(async move { reloader.load_shadow(folder).await })
         .await
         .map_err(|_| ApiError::Internal)?
