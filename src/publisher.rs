@@ -319,23 +319,25 @@ impl Owner {
     fn on_snapshot(&mut self, mut set: EntitySet) -> Result<usize, Refusal> {
         let current = self.shared.snapshot();
         // A link the source now holds unreadable must not vanish: one that
-        // was served stays, unusable (fail closed).
-        if let Some(current) = &current {
-            let served: Vec<EntityChange> = set
-                .unreadable_links
+        // was served stays, unusable; one that was not makes every decision
+        // deny until it is fixed (fail closed: what it applies to is unknown).
+        if !set.unreadable_links.is_empty() {
+            let served: Vec<EntityChange> = current
                 .iter()
-                .filter_map(|id| current.entities.links().get(id).cloned())
+                .flat_map(|current| {
+                    set.unreadable_links
+                        .iter()
+                        .filter_map(|id| current.entities.links().get(id).cloned())
+                })
                 .map(|link| EntityChange::Link(LinkChange::Upsert(link)))
                 .collect();
-            if !served.is_empty() {
-                let revision = set.entities.revision();
-                let unreadable = set
-                    .unreadable_links
-                    .iter()
-                    .map(|id| EntityChange::Link(LinkChange::Unreadable(id.clone())));
-                set.entities
-                    .apply(served.into_iter().chain(unreadable), revision);
-            }
+            let revision = set.entities.revision();
+            let unreadable = set
+                .unreadable_links
+                .iter()
+                .map(|id| EntityChange::Link(LinkChange::Unreadable(id.clone())));
+            set.entities
+                .apply(served.into_iter().chain(unreadable), revision);
         }
         let count = set.entities.len();
         let revision = set.entities.revision();

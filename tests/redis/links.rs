@@ -325,12 +325,27 @@ async fn linked_forbids_fail_closed_through_redis() {
             "{errors:?}"
         );
     }
+    // A replica that starts now never served that link: what the value
+    // would apply to is unknown, so every decision denies until it is
+    // fixed, not only eve's.
+    let fresh = sidecar(&urls, options(pack_dir.path(), false));
+    let now = replica.revision();
+    eventually(10, "fresh snapshot", || fresh.revision() == now).await;
+    let (decision, _, errors) = reads(&fresh, "User::\"ann\"", api, 1, None).await;
+    assert_eq!(decision, "Deny", "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("eve-blocked") && e.contains("cannot be read")),
+        "{errors:?}"
+    );
     // Deleting the forbid's link is a real delete at the replica.
     let rev = writer
         .write_links(&[LinkWrite::delete("eve-blocked")], None)
         .await
         .unwrap();
     eventually(10, "delete applied", || replica.revision() == rev).await;
+    eventually(10, "delete applied at the fresh replica", || fresh.revision() == rev).await;
+    let (decision, _, _) = reads(&fresh, "User::\"ann\"", api, 1, None).await;
+    assert_eq!(decision, "Allow", "a delete places the id");
     let (decision, _, errors) = reads(&replica, eve, api, i64::MAX, None).await;
     assert_eq!(decision, "Allow", "{errors:?}");
 

@@ -278,6 +278,11 @@ fn applicable_links(
     if links.is_empty() {
         return Ok(None);
     }
+    if let Some(id) = links.unplaced().next() {
+        return Err(format!(
+            "template link `{id}` in the entity source cannot be read, and what it applies to is unknown: every decision denies until it is rewritten or deleted (fail closed)"
+        ));
+    }
     let with_ancestors = |uid: &EntityUid| -> Vec<EntityUid> {
         let found = std::cell::RefCell::new(vec![uid.clone()]);
         if let Some(entity) = slicer.get(uid) {

@@ -186,7 +186,9 @@ pub enum LinkChange {
     /// not a link, another id). A link served under the id stays, its
     /// template replaced by [`UNREADABLE_TEMPLATE`]: every decision it
     /// could apply to then denies. Dropping it instead would lift a linked
-    /// forbid (fail open). An id not served stays absent.
+    /// forbid (fail open). An id not served is *unplaced*: nobody knows
+    /// what it would apply to, so every decision denies
+    /// ([`LinkMap::unplaced`]) until the id is written right or deleted.
     Unreadable(Arc<str>),
 }
 
@@ -228,6 +230,10 @@ pub struct LinkMap {
     /// How many links name each slot value: a request may not describe an
     /// entity a link names, as it may not describe one a policy names.
     named: imbl::GenericHashMap<EntityUid, usize, Hasher, Shared>,
+    /// Ids the source holds unreadable values for, with no link served
+    /// under them: what they would apply to is unknown, so every decision
+    /// denies until each is rewritten or deleted (fail closed).
+    unplaced: Arc<BTreeSet<Arc<str>>>,
 }
 
 impl LinkMap {
@@ -243,6 +249,7 @@ impl LinkMap {
         for change in changes {
             match change {
                 LinkChange::Upsert(link) => {
+                    self.place(&link.id);
                     self.remove(&link.id.clone());
                     if let Some(key) = SlotKey::of(&link) {
                         let mut ids = self
@@ -259,18 +266,41 @@ impl LinkMap {
                     }
                     self.by_id.insert(link.id.clone(), link);
                 }
-                LinkChange::Delete(id) => self.remove(&id),
-                LinkChange::Unreadable(id) => {
-                    if let Some(old) = self.by_id.get(&id).cloned() {
+                LinkChange::Delete(id) => {
+                    self.place(&id);
+                    self.remove(&id);
+                }
+                LinkChange::Unreadable(id) => match self.by_id.get(&id).cloned() {
+                    Some(old) => {
                         let poisoned = StoredLink {
                             template: Arc::from(UNREADABLE_TEMPLATE),
                             ..(*old).clone()
                         };
                         self.apply([LinkChange::Upsert(Arc::new(poisoned))]);
                     }
-                }
+                    None => {
+                        let mut unplaced = self.unplaced.as_ref().clone();
+                        unplaced.insert(id);
+                        self.unplaced = Arc::new(unplaced);
+                    }
+                },
             }
         }
+    }
+
+    /// `id` is written right or deleted: no longer unplaced.
+    fn place(&mut self, id: &Arc<str>) {
+        if self.unplaced.contains(id) {
+            let mut unplaced = self.unplaced.as_ref().clone();
+            unplaced.remove(id);
+            self.unplaced = Arc::new(unplaced);
+        }
+    }
+
+    /// Ids whose values in the source cannot be read and that no served
+    /// link holds: while any is left, every decision denies.
+    pub fn unplaced(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.unplaced.iter()
     }
 
     fn remove(&mut self, id: &Arc<str>) {
@@ -315,9 +345,9 @@ impl LinkMap {
         self.by_id.len()
     }
 
-    /// True when there are no links.
+    /// True when there are no links (and no unreadable ones).
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.by_id.is_empty() && self.unplaced.is_empty()
     }
 
     /// Every link, in no particular order.
@@ -374,6 +404,30 @@ mod tests {
             principal: p.map(uid),
             resource: r.map(uid),
         }
+    }
+
+    #[test]
+    fn an_unreadable_value_poisons_a_served_link_or_is_unplaced() {
+        let link = |id: &str, template: &str| StoredLink {
+            id: Arc::from(id),
+            template: Arc::from(template),
+            principal: Some(r#"User::"eve""#.parse().unwrap()),
+            resource: None,
+        };
+        let mut map = LinkMap::from_links([link("a", "blocked")]);
+        map.apply([LinkChange::Unreadable(Arc::from("a"))]);
+        assert_eq!(&*map.get("a").unwrap().template, UNREADABLE_TEMPLATE);
+        assert_eq!(map.unplaced().count(), 0);
+        map.apply([LinkChange::Unreadable(Arc::from("b"))]);
+        assert_eq!(map.unplaced().cloned().collect::<Vec<_>>(), [Arc::from("b")]);
+        assert!(map.get("b").is_none());
+        // Written right, or deleted: placed again.
+        map.apply([LinkChange::Upsert(Arc::new(link("b", "blocked")))]);
+        assert_eq!(map.unplaced().count(), 0);
+        map.apply([LinkChange::Unreadable(Arc::from("c"))]);
+        map.apply([LinkChange::Delete(Arc::from("c"))]);
+        assert_eq!(map.unplaced().count(), 0);
+        assert!(!map.is_empty());
     }
 
     #[test]
