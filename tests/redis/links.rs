@@ -334,7 +334,9 @@ async fn linked_forbids_fail_closed_through_redis() {
     let (decision, _, errors) = reads(&fresh, "User::\"ann\"", api, 1, None).await;
     assert_eq!(decision, "Deny", "{errors:?}");
     assert!(
-        errors.iter().any(|e| e.contains("eve-blocked") && e.contains("cannot be read")),
+        errors
+            .iter()
+            .any(|e| e.contains("eve-blocked") && e.contains("cannot be read")),
         "{errors:?}"
     );
     // Deleting the forbid's link is a real delete at the replica.
@@ -343,7 +345,10 @@ async fn linked_forbids_fail_closed_through_redis() {
         .await
         .unwrap();
     eventually(10, "delete applied", || replica.revision() == rev).await;
-    eventually(10, "delete applied at the fresh replica", || fresh.revision() == rev).await;
+    eventually(10, "delete applied at the fresh replica", || {
+        fresh.revision() == rev
+    })
+    .await;
     let (decision, _, _) = reads(&fresh, "User::\"ann\"", api, 1, None).await;
     assert_eq!(decision, "Allow", "a delete places the id");
     let (decision, _, errors) = reads(&replica, eve, api, i64::MAX, None).await;

@@ -419,7 +419,10 @@ mod tests {
         assert_eq!(&*map.get("a").unwrap().template, UNREADABLE_TEMPLATE);
         assert_eq!(map.unplaced().count(), 0);
         map.apply([LinkChange::Unreadable(Arc::from("b"))]);
-        assert_eq!(map.unplaced().cloned().collect::<Vec<_>>(), [Arc::from("b")]);
+        assert_eq!(
+            map.unplaced().cloned().collect::<Vec<_>>(),
+            [Arc::from("b")]
+        );
         assert!(map.get("b").is_none());
         // Written right, or deleted: placed again.
         map.apply([LinkChange::Upsert(Arc::new(link("b", "blocked")))]);
