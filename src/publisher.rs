@@ -86,10 +86,6 @@ pub struct EntitySet {
     /// Entities in the source that the schema refused (not in `entities`):
     /// uid as the source names it, and why.
     pub refused: Vec<(String, String)>,
-    /// Ids of template links whose stored values could not be read: a link
-    /// served under such an id stays, unusable, so the decisions it may
-    /// touch deny ([`LinkChange::Unreadable`]).
-    pub unreadable_links: Vec<Arc<str>>,
 }
 
 /// Why entity data or a pack was not published.
@@ -319,28 +315,21 @@ impl Owner {
     fn on_snapshot(&mut self, mut set: EntitySet) -> Result<usize, Refusal> {
         let current = self.shared.snapshot();
         // A link the source now holds unreadable must not vanish: one that
-        // was served stays, unusable; one that was not makes every decision
-        // deny until it is fixed (fail closed: what it applies to is unknown).
-        if !set.unreadable_links.is_empty() {
-            let served: Vec<EntityChange> = current
-                .iter()
-                .flat_map(|current| {
-                    set.unreadable_links
-                        .iter()
-                        .filter_map(|id| current.entities.links().get(id).cloned())
-                })
-                .map(|link| EntityChange::Link(LinkChange::Upsert(link)))
-                .collect();
+        // was served stays, unusable; one that was not stays unplaced and
+        // every decision denies until it is fixed (fail closed: what it
+        // applies to is unknown).
+        let unplaced: Vec<Arc<str>> = set.entities.links().unplaced().cloned().collect();
+        if let (false, Some(current)) = (unplaced.is_empty(), &current) {
             let revision = set.entities.revision();
-            let unreadable = set
-                .unreadable_links
-                .iter()
-                .map(|id| EntityChange::Link(LinkChange::Unreadable(id.clone())));
-            set.entities
-                .apply(served.into_iter().chain(unreadable), revision);
+            let mut changes = Vec::new();
+            for id in unplaced {
+                if let Some(served) = current.entities.links().get(&id) {
+                    changes.push(EntityChange::Link(LinkChange::Upsert(served.clone())));
+                    changes.push(EntityChange::Link(LinkChange::Unreadable(id)));
+                }
+            }
+            set.entities.apply(changes, revision);
         }
-        let count = set.entities.len();
-        let revision = set.entities.revision();
         if set.checked.schema_version == self.latest.schema_version {
             self.count_unfit_links(&self.latest, set.entities.links().iter(), false);
             let pack_changes = current

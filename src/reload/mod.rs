@@ -305,8 +305,7 @@ impl Reloader {
                             seq: 0,
                         },
                         refused: Vec::new(),
-                        unreadable_links: Vec::new(),
-                    })
+                                    })
                 }
                 _ => None,
             };
@@ -399,7 +398,6 @@ fn read_entities_file(
             seq: 0,
         },
         refused: Vec::new(),
-        unreadable_links: Vec::new(),
     })
 }
 

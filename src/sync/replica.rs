@@ -466,6 +466,16 @@ impl Replica {
         let link_count = links.len();
         let mut map =
             EntityMap::from_entities(entities, base).with_links(LinkMap::from_links(links));
+        // Unreadable values first, then the writes made during the scan: a
+        // link written right or deleted since is placed again by its write
+        // (what is still unplaced, the publisher resolves against what it
+        // serves).
+        map.apply(
+            unreadable_links
+                .into_iter()
+                .map(|id| EntityChange::Link(LinkChange::Unreadable(id))),
+            base,
+        );
         map.apply(changes, position.revision);
         // An entity refused in the scan but written validly since is served.
         refused.retain(|(uid, _)| {
@@ -487,7 +497,6 @@ impl Replica {
                     entities: map,
                     checked: position.against.checked(),
                     refused,
-                    unreadable_links,
                 },
                 reply: None,
             })

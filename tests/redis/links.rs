@@ -325,6 +325,25 @@ async fn linked_forbids_fail_closed_through_redis() {
             "{errors:?}"
         );
     }
+    // The serving replica loads a fresh snapshot (a schema edit asks for
+    // one): the served link stays poisoned, which denies eve, and nobody
+    // else (the id is not unplaced: what it applied to is known).
+    let schema_file = pack_dir.path().join("schema/schema.cedarschema");
+    let mut schema_text = std::fs::read_to_string(&schema_file).unwrap();
+    schema_text.push_str("\n// a schema edit: a fresh snapshot is loaded\n");
+    std::fs::write(&schema_file, schema_text).unwrap();
+    replica
+        .state
+        .reloader
+        .clone()
+        .unwrap()
+        .reload_policies()
+        .await
+        .expect("the schema edit is published with a fresh snapshot");
+    let (decision, _, errors) = reads(&replica, eve, api, i64::MAX, None).await;
+    assert_eq!(decision, "Deny", "{errors:?}");
+    let (decision, _, errors) = reads(&replica, "User::\"ann\"", api, 1, None).await;
+    assert_eq!(decision, "Allow", "{errors:?}");
     // A replica that starts now never served that link: what the value
     // would apply to is unknown, so every decision denies until it is
     // fixed, not only eve's.

@@ -111,6 +111,13 @@ impl TemplateSlots {
 /// Checks one link against `pack`: O(1), so writers, sources and the
 /// publisher can all afford it.
 pub fn check_link(pack: &PolicyPack, link: &StoredLink) -> Result<(), LinkError> {
+    // A poisoned link never fits, whatever the pack names its templates.
+    if &*link.template == crate::entities::UNREADABLE_TEMPLATE {
+        return Err(LinkError::NoTemplate {
+            link: link.id.to_string(),
+            template: "(its value in the source cannot be read)".to_string(),
+        });
+    }
     let id = PolicyId::new(&*link.id);
     if pack.files.set.policy(&id).is_some() || pack.files.set.template(&id).is_some() {
         return Err(LinkError::IdTaken(link.id.to_string()));
