@@ -330,6 +330,8 @@ impl Owner {
             }
             set.entities.apply(changes, revision);
         }
+        let count = set.entities.len();
+        let revision = set.entities.revision();
         if set.checked.schema_version == self.latest.schema_version {
             self.count_unfit_links(&self.latest, set.entities.links().iter(), false);
             let pack_changes = current
