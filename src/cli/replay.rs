@@ -11,8 +11,10 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::config::RedisArgs;
-use crate::engine::{load_links_file, PackSources, PolicyPack};
-use crate::entities::{load_entities_file, parse_entities_text, EntityMap, LinkMap, StoredEntity};
+use crate::engine::{check_link, load_links_file, PackSources, PolicyPack};
+use crate::entities::{
+    load_entities_file, parse_entities_text, parse_link, EntityMap, LinkMap, StoredEntity,
+};
 use crate::replay::{render, replay, ReplayFormat, ReplayOptions};
 use cedar_policy_tools::paths::{DEFAULT_ENTITIES, DEFAULT_SCHEMA};
 
@@ -40,7 +42,8 @@ pub struct ReplayCommand {
     /// Entities file to decide against (ignored with `--redis-url`).
     #[arg(long, env = "CEDAR_SIDECAR_ENTITIES", default_value = DEFAULT_ENTITIES)]
     entities: PathBuf,
-    /// Template links file, checked against the candidate's templates.
+    /// Template links file, checked against the candidate's templates
+    /// (with `--redis-url`, the links stored in Redis are used instead).
     #[arg(long, env = "CEDAR_SIDECAR_LINKS")]
     links: Option<PathBuf>,
     #[command(flatten)]
@@ -129,11 +132,17 @@ pub fn run_replay(args: &ReplayCommand) -> i32 {
 /// stored dataset read with `HSCAN` (the current data, though not at one
 /// revision if writes happen meanwhile), checked against the schema.
 fn current_entities(args: &ReplayCommand, pack: &PolicyPack) -> Result<EntityMap, String> {
-    let entities: Vec<StoredEntity> = if args.redis.enabled() {
-        redis_entities(&args.redis, pack)?
-    } else {
-        load_entities_file(&args.entities, &pack.schema).map_err(|p| p.render())?
-    };
+    if args.redis.enabled() {
+        if args.links.is_some() {
+            return Err(
+                "error: with --redis-url the template links are the ones stored in Redis; leave out --links\n"
+                    .to_string(),
+            );
+        }
+        let (entities, links) = redis_entities(&args.redis, pack)?;
+        return Ok(EntityMap::from_entities(entities, 1).with_links(links));
+    }
+    let entities = load_entities_file(&args.entities, &pack.schema).map_err(|p| p.render())?;
     let links = match &args.links {
         Some(path) => load_links_file(path, pack).map_err(|p| p.render())?,
         None => LinkMap::default(),
@@ -141,7 +150,45 @@ fn current_entities(args: &ReplayCommand, pack: &PolicyPack) -> Result<EntityMap
     Ok(EntityMap::from_entities(entities, 1).with_links(links))
 }
 
-fn redis_entities(redis: &RedisArgs, pack: &PolicyPack) -> Result<Vec<StoredEntity>, String> {
+/// The template links stored in Redis, each checked against the candidate:
+/// a link that cannot be read, or that the candidate's templates do not
+/// take, stops the replay (serve would deny where it applies, or refuse the
+/// candidate; replaying without it would hide a linked forbid).
+fn redis_links(
+    runtime: &tokio::runtime::Runtime,
+    writer: &crate::sync::RedisWriter,
+    pack: &PolicyPack,
+) -> Result<LinkMap, String> {
+    let mut values = Vec::new();
+    runtime
+        .block_on(writer.scan_links(|record| values.push((record.uid, record.json))))
+        .map_err(|e| format!("error: cannot read template links from Redis: {e}\n"))?;
+    let mut links = Vec::new();
+    for (id, json) in values {
+        let link = serde_json::from_str::<serde_json::Value>(&json)
+            .map_err(|e| e.to_string())
+            .and_then(|value| parse_link(&value).map_err(|e| e.to_string()))
+            .map_err(|message| {
+                format!("error: template link `{id}` in Redis cannot be read: {message}\n")
+            })?;
+        if *link.id != *id {
+            return Err(format!(
+                "error: template link stored under `{id}` in Redis names itself `{}`\n",
+                link.id
+            ));
+        }
+        check_link(pack, &link).map_err(|error| {
+            format!("error: template link `{id}` in Redis does not fit the candidate policies: {error}\n")
+        })?;
+        links.push(link);
+    }
+    Ok(LinkMap::from_links(links))
+}
+
+fn redis_entities(
+    redis: &RedisArgs,
+    pack: &PolicyPack,
+) -> Result<(Vec<StoredEntity>, LinkMap), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,5 +205,6 @@ fn redis_entities(redis: &RedisArgs, pack: &PolicyPack) -> Result<Vec<StoredEnti
         .map_err(|e| format!("error: cannot read entities from Redis: {e}\n"))?;
     text.push(']');
     let text: Arc<str> = Arc::from(text);
-    parse_entities_text("redis", &text, &pack.schema).map_err(|p| p.render())
+    let entities = parse_entities_text("redis", &text, &pack.schema).map_err(|p| p.render())?;
+    Ok((entities, redis_links(&runtime, &writer, pack)?))
 }

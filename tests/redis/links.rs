@@ -575,3 +575,54 @@ async fn links_cli_checks_against_the_templates_and_prints_revisions() {
         ["acme-admins-use-acme-prod", "olivia-kept-out-of-acme-prod"]
     );
 }
+
+/// `replay --redis-url` decides with the links stored in Redis: eve's
+/// logged Deny (the linked forbid `eve-blocked`) is unchanged against the
+/// same policies, and flips when the candidate weakens the forbid template.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_redis_decides_with_the_stored_links() {
+    let redis = RedisServer::start(Persistence::None);
+    let url = redis.url();
+    let writer = writer(std::slice::from_ref(&url), Topology::Single, 1000);
+    let pack_dir = templates_pack();
+    seed(&writer, pack_dir.path()).await;
+    let log = pack_dir.path().join("decisions.log");
+    std::fs::write(
+        &log,
+        json!({"decision_id": "d1", "principal": "User::\"eve\"", "action": "Action::\"read\"",
+               "resource": "Doc::\"api\"", "context": {"n": 200}, "decision": "Deny",
+               "reasons": ["eve-blocked"]})
+        .to_string()
+            + "\n",
+    )
+    .unwrap();
+    let replay = |policies: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cedar-sidecar"))
+            .args(["replay", "--redis-url", &url, "--decisions"])
+            .arg(&log)
+            .arg("--policies")
+            .arg(policies)
+            .arg("--schema")
+            .arg(pack_dir.path().join("schema"))
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = replay(&pack_dir.path().join("policies"));
+    assert_eq!(
+        code, 0,
+        "the stored forbid link still denies eve: {out}{err}"
+    );
+    let weaker = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(pack_dir.path().join("policies/grants.cedar")).unwrap();
+    let weakened = text.replace("context.n + 1 > 100", "context.n + 1 > 1000");
+    assert_ne!(weakened, text);
+    std::fs::write(weaker.path().join("grants.cedar"), weakened).unwrap();
+    let (code, out, err) = replay(weaker.path());
+    assert_eq!(code, 1, "a weaker forbid template flips eve: {out}{err}");
+    assert!(out.contains("Deny") && out.contains("Allow"), "{out}");
+}
