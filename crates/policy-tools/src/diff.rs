@@ -273,7 +273,7 @@ pub fn run_diff(args: &DiffCommand) -> i32 {
         return EXIT_NO_MORE;
     }
     if args.allow_more {
-        eprintln!("the new policies permit more; accepted (--allow-more)");
+        eprintln!("the new policies may permit more (a request type is \"more\" or could not be proved); accepted (--allow-more)");
         EXIT_NO_MORE
     } else {
         eprintln!(
