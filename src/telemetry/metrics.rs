@@ -427,6 +427,34 @@ pub(crate) fn counter(encoder: &mut MetricEncoder<'_>, value: u64) -> std::fmt::
     encoder.encode_counter::<NoLabelSet, u64, u64>(&value, None)
 }
 
+/// A histogram without labels from cumulative bucket counters (each
+/// counts the observations at or under its bound), a sum in nanoseconds
+/// and a count: the encoder wants each bucket's own count.
+pub(crate) fn histogram(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    cumulative: &[AtomicU64],
+    sum_nanos: u64,
+    count: u64,
+) -> std::fmt::Result {
+    let mut below = 0;
+    let buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .zip(cumulative)
+        .map(|(bound, bucket)| {
+            let at_or_under = bucket.load(Ordering::Relaxed);
+            let own = at_or_under.saturating_sub(below);
+            below = at_or_under;
+            (*bound, own)
+        })
+        .collect();
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Histogram)?
+        .encode_histogram::<NoLabelSet>(sum_nanos as f64 / 1e9, count, &buckets, None)
+}
+
 /// A counter series without labels (`name` without `_total`, which the
 /// encoder appends).
 fn single_counter(
@@ -474,30 +502,15 @@ impl Collector for Scrape {
                 }
             }
         }
-        {
-            // Our buckets are cumulative; the encoder wants each bucket's own count.
-            let mut below = 0;
-            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
-                .iter()
-                .zip(&m.latency_buckets)
-                .map(|(bound, bucket)| {
-                    let cumulative = load(bucket);
-                    let own = cumulative.saturating_sub(below);
-                    below = cumulative;
-                    (*bound, own)
-                })
-                .collect();
-            let count = load(&m.latency_count);
-            let sum = load(&m.latency_sum_nanos) as f64 / 1e9;
-            encoder
-                .encode_descriptor(
-                    "cedar_decision_duration_seconds",
-                    "Time to decide one request.",
-                    None,
-                    MetricType::Histogram,
-                )?
-                .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
-        }
+        histogram(
+            &mut encoder,
+            "cedar_decision_duration_seconds",
+            "Time to decide one request.",
+            &LATENCY_BUCKETS,
+            &m.latency_buckets,
+            load(&m.latency_sum_nanos),
+            load(&m.latency_count),
+        )?;
         {
             let mut family = encoder.encode_descriptor(
                 "cedar_http_requests",

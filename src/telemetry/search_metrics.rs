@@ -7,10 +7,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 
-use super::metrics::counter;
+use super::metrics::{counter, histogram};
 
 /// Upper bounds (seconds) of the search duration buckets.
 const SEARCH_BUCKETS: [f64; 10] = [
@@ -129,33 +129,15 @@ impl SearchMetrics {
             )?,
             load(&self.results),
         )?;
-        {
-            // Cumulative buckets here; the encoder wants each bucket's own count.
-            let mut below = 0;
-            let buckets: Vec<(f64, u64)> = SEARCH_BUCKETS
-                .iter()
-                .zip(&self.buckets)
-                .map(|(bound, bucket)| {
-                    let cumulative = load(bucket);
-                    let own = cumulative.saturating_sub(below);
-                    below = cumulative;
-                    (*bound, own)
-                })
-                .collect();
-            encoder
-                .encode_descriptor(
-                    "cedar_search_duration_seconds",
-                    "Time to search (candidates, partial evaluation, a decision for each).",
-                    None,
-                    MetricType::Histogram,
-                )?
-                .encode_histogram::<NoLabelSet>(
-                    load(&self.sum_nanos) as f64 / 1e9,
-                    load(&self.count),
-                    &buckets,
-                    None,
-                )?;
-        }
+        histogram(
+            encoder,
+            "cedar_search_duration_seconds",
+            "Time to search (candidates, partial evaluation, a decision for each).",
+            &SEARCH_BUCKETS,
+            &self.buckets,
+            load(&self.sum_nanos),
+            load(&self.count),
+        )?;
         let mut family = encoder.encode_descriptor(
             "cedar_plans",
             "Query plans by kind; `unsupported` were refused (422).",
