@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use cedar_policy_tools::testing::xml;
+
 use super::{FlipExample, FlipKey, ReplayReport};
 
 /// Output formats.
@@ -283,22 +285,5 @@ fn junit(report: &ReplayReport) -> String {
         );
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
-    out
-}
-
-/// Escapes text for XML attributes and content.
-fn xml(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            c => out.push(c),
-        }
-    }
     out
 }

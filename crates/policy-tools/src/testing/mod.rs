@@ -20,5 +20,5 @@ mod yaml_rows;
 
 pub use case::{ErrorCheck, Expectation, ReasonCheck, TestCase};
 pub use discover::{discover, load_test_file, TestFile};
-pub use report::{render_human, render_json, render_junit, summary_line, OutputFormat};
+pub use report::{render_human, render_json, render_junit, summary_line, xml, OutputFormat};
 pub use run::{run_suite, CaseResult, Coverage, RunReport, Status, UncoveredPolicy};

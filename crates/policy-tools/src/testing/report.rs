@@ -187,8 +187,9 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// Escapes text for XML attributes and content.
-fn xml(text: &str) -> String {
+/// Escapes text for XML attributes and content (JUnit reports); control
+/// characters XML cannot hold are dropped.
+pub fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
